@@ -1,0 +1,1 @@
+"""The HTTP layer: routes parse and answer; the service does the work."""

@@ -1,0 +1,147 @@
+"""Routes: parse, validate, hand the job to a streaming response. No work happens here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from dragoman.api.deps import RegistryDep, StoreDep, TranslatorDep
+from dragoman.api.errors import error_response
+from dragoman.api.schemas import (
+    SCRIPT_ID_PATTERN,
+    ErrorOut,
+    LanguagesOut,
+    TranslateCompatIn,
+    TranslationCreate,
+    TranslationPage,
+    TranslationPublic,
+)
+from dragoman.api.streaming import JobResponse, StreamRegistry
+from dragoman.errors import NotFound, NotReady, ShuttingDown
+from dragoman.service import Translator
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut} for status in (413, 422, 429, 502, 503, 504)
+}
+_SSE = {"content": {"text/event-stream": {}}}
+
+
+def _job_response(
+    translator: Translator,
+    registry: StreamRegistry,
+    encoding: Any,
+    *,
+    text: str,
+    target: str,
+    source: str | None,
+    script_id: str | None,
+    allow_names: bool = False,
+) -> JobResponse:
+    if registry.stopping:
+        raise ShuttingDown()
+    translator.check_text(text)
+    target_tag, source_tag = translator.resolve_languages(target, source, allow_names=allow_names)
+    job = translator.start(
+        text=text, target_lang=target_tag, source_lang=source_tag, script_id=script_id
+    )
+    return JobResponse(job, encoding, registry, keepalive_s=translator.settings.keepalive_s)
+
+
+@router.post(
+    "/translate",
+    summary="Translate (compatible with the original API): raw text pieces over SSE",
+    responses={200: _SSE, **_ERRORS},
+    response_class=Response,
+)
+async def translate_compat(
+    body: TranslateCompatIn,
+    translator: TranslatorDep,
+    registry: RegistryDep,
+    x_script_id: Annotated[
+        str | None, Header(alias="x-script-id", pattern=SCRIPT_ID_PATTERN, max_length=128)
+    ] = None,
+) -> Any:
+    return _job_response(
+        translator,
+        registry,
+        "raw",
+        text=body.message,
+        target=body.lang,
+        source=body.source_lang,
+        script_id=x_script_id,
+        allow_names=True,
+    )
+
+
+@router.post(
+    "/v1/translations",
+    summary="Translate: JSON events over SSE (`stream: true`) or the finished record",
+    responses={200: {"model": TranslationPublic, **_SSE}, **_ERRORS},
+    response_class=Response,
+)
+async def create_translation(
+    body: TranslationCreate, translator: TranslatorDep, registry: RegistryDep
+) -> Any:
+    return _job_response(
+        translator,
+        registry,
+        "events" if body.stream else "json",
+        text=body.text,
+        target=body.target_lang,
+        source=body.source_lang,
+        script_id=body.script_id,
+    )
+
+
+@router.get(
+    "/v1/translations/{translation_id}",
+    response_model=TranslationPublic,
+    responses={404: {"model": ErrorOut}},
+)
+async def get_translation(translation_id: str, store: StoreDep) -> Any:
+    record = await store.get(translation_id) if len(translation_id) <= 64 else None
+    if record is None:
+        raise NotFound()
+    return JSONResponse(record)
+
+
+@router.get(
+    "/v1/translations",
+    response_model=TranslationPage,
+    responses={422: {"model": ErrorOut}},
+)
+async def list_translations(
+    store: StoreDep,
+    script_id: Annotated[str | None, Query(pattern=SCRIPT_ID_PATTERN, max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Any:
+    items, next_cursor = await store.list(script_id=script_id, limit=limit, cursor=cursor)
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/v1/languages", response_model=LanguagesOut)
+async def list_languages(translator: TranslatorDep) -> Any:
+    return {"languages": translator.provider.languages.listing()}
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"model": ErrorOut}})
+async def readyz(request: Request, translator: TranslatorDep, store: StoreDep) -> Any:
+    if request.app.state.registry.stopping:
+        return error_response(NotReady("The server is shutting down."))
+    if not translator.provider.is_ready():
+        return error_response(NotReady("The translation model is not ready yet."))
+    if not await translator.provider.check_ready():
+        return error_response(NotReady("The translation model cannot be reached."))
+    if not await store.ping():
+        return error_response(NotReady("The database cannot be reached."))
+    return {"status": "ready", "provider": translator.provider.name, "model": translator.provider.model}

@@ -1,0 +1,77 @@
+"""Request and response shapes of the HTTP contract."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+SCRIPT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+ScriptId = Annotated[str, Field(pattern=SCRIPT_ID_PATTERN, max_length=128)]
+
+
+class TranslateCompatIn(BaseModel):
+    """Body of the original `POST /translate`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lang: StrictStr = Field(description="Target language: a BCP-47 tag or a language name.")
+    message: StrictStr = Field(description="The text to translate.")
+    source_lang: StrictStr | None = Field(
+        default=None, description="Source language (tag or name); absent or `auto` to detect."
+    )
+
+
+class TranslationCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    text: StrictStr
+    target_lang: StrictStr = Field(examples=["ko-KR"])
+    source_lang: StrictStr | None = Field(default=None, examples=["en", "auto"])
+    script_id: ScriptId | None = None
+    stream: StrictBool = True
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class TranslationPublic(BaseModel):
+    id: str
+    script_id: str | None
+    source_lang: str | None
+    target_lang: str
+    text: str
+    translation: str
+    status: str
+    error: ErrorBody | None
+    provider: str
+    model: str
+    usage: UsageOut | None
+    created_at: str
+    first_token_ms: int | None
+    total_ms: int | None
+
+
+class TranslationPage(BaseModel):
+    items: list[TranslationPublic]
+    next_cursor: str | None
+
+
+class LanguageOut(BaseModel):
+    tag: str
+    name: str
+
+
+class LanguagesOut(BaseModel):
+    languages: list[LanguageOut]

@@ -1,0 +1,211 @@
+"""ASGI responses that run a translation job and watch its client at the same time.
+
+The status line waits for the job's first piece (or, on the v1 stream, its first queue
+update), so that failures before it are real HTTP errors. A watcher task reads the ASGI
+channel for the disconnect: when the client leaves (before the first byte, mid-stream, or
+during a `stream: false` request) the job's task is cancelled, which closes the upstream
+connection and queues the record as `cancelled`. The watcher also sends keep-alive comments
+on idle streams, so the producer does no per-piece bookkeeping beyond one counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import orjson
+import structlog
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from dragoman.errors import DragomanError
+from dragoman.providers.base import Queued
+from dragoman.service import Failed, Finished, Job
+from dragoman.sse import DONE, HEADERS, PING, JsonEventEncoder, RawTextEncoder, json_bytes
+
+log = structlog.get_logger(__name__)
+
+Encoding = Literal["raw", "events", "json"]
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
+]
+
+
+class StreamRegistry:
+    """The open job responses, so that a shutdown can end them in-band."""
+
+    def __init__(self) -> None:
+        self.active: set[JobResponse] = set()
+        self.stopping = False
+
+    def abort_all(self, error: DragomanError) -> None:
+        for response in list(self.active):
+            response.abort(error)
+
+
+class JobResponse(Response):
+    # A Response subclass so that FastAPI passes it through untouched; it sends by itself.
+    background: BackgroundTask | None
+
+    def __init__(
+        self,
+        job: Job,
+        encoding: Encoding,
+        registry: StreamRegistry,
+        *,
+        keepalive_s: float,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.background = None
+        self.job = job
+        self.encoding = encoding
+        self.registry = registry
+        self.keepalive_s = keepalive_s
+        self.out_headers = {"X-Translation-Id": job.record.id, **(extra_headers or {})}
+        self._producer: asyncio.Task[None] | None = None
+        self._started = False
+        self._sent = 0
+
+    def abort(self, error: DragomanError) -> None:
+        if self._producer is not None and not self._producer.done():
+            self.job.abort(error)
+            self._producer.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        producer = asyncio.create_task(self._produce(send))
+        watcher = asyncio.create_task(self._watch(receive, send))
+        self._producer = producer
+        self.registry.active.add(self)
+        try:
+            done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if producer in done:
+                watcher.cancel()
+                producer.result()
+            else:
+                # The client left: stop the job; it queues its record as cancelled.
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+        except asyncio.CancelledError:
+            producer.cancel()
+            watcher.cancel()
+            raise
+        finally:
+            self.registry.active.discard(self)
+
+    async def _watch(self, receive: Receive, send: Send) -> None:
+        seen = -1
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.keepalive_s)
+            except TimeoutError:
+                if self._started and self.encoding != "json" and seen == self._sent:
+                    await send({"type": "http.response.body", "body": PING, "more_body": True})
+                seen = self._sent
+                continue
+            if message["type"] == "http.disconnect":
+                return
+
+    async def _start(self, send: Send, status: int = 200) -> None:
+        headers = [*_SSE_HEADERS, *((k.lower().encode(), v.encode()) for k, v in self.out_headers.items())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        self._started = True
+
+    async def _produce(self, send: Send) -> None:
+        try:
+            if self.encoding == "raw":
+                await self._produce_raw(send)
+            elif self.encoding == "events":
+                await self._produce_events(send)
+            else:
+                await self._produce_json(send)
+        except asyncio.CancelledError:
+            error = self.job.abort_error
+            if error is None:
+                raise
+            # Ended by the server, not the client: finish in-band after the record is stored.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            if self.job.final is not None:
+                await asyncio.gather(self.job.final, return_exceptions=True)
+            await self._fail(send, error)
+
+    async def _fail(self, send: Send, error: DragomanError) -> None:
+        if self._started:
+            if self.encoding == "events":
+                body = self._events.event("error", error.body())
+            else:
+                body = b"event: error\ndata: " + json_bytes(error.body()) + b"\n\n"
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        headers = [(b"content-type", b"application/json")]
+        for k, v in {**error.headers, **self.out_headers}.items():
+            headers.append((k.lower().encode(), v.encode()))
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": orjson.dumps(error.body())})
+
+    async def _produce_raw(self, send: Send) -> None:
+        encoder = RawTextEncoder()
+        body: Message = {"type": "http.response.body", "body": b"", "more_body": True}
+        async for event in self.job.events():
+            if type(event) is str:
+                chunk = encoder.piece(event)
+                if not chunk:
+                    continue
+                if not self._started:
+                    await self._start(send)
+                self._sent += 1
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            elif isinstance(event, Finished):
+                if not self._started:
+                    await self._start(send)
+                body["body"] = DONE
+                body["more_body"] = False
+                await send(body)
+            elif isinstance(event, Failed):
+                await self._fail(send, event.error)
+
+    async def _produce_events(self, send: Send) -> None:
+        self._events = encoder = JsonEventEncoder()
+        async for event in self.job.events():
+            if isinstance(event, Failed):
+                await self._fail(send, event.error)
+                continue
+            if isinstance(event, Queued) and event.position <= 0:
+                continue
+            prefix = b""
+            if not self._started:
+                await self._start(send)
+                prefix = self._start_event()
+            if type(event) is str:
+                self._sent += 1
+                body = prefix + encoder.delta(event)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            elif isinstance(event, Queued):
+                body = prefix + encoder.event("queued", {"position": event.position})
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            elif isinstance(event, Finished):
+                body = prefix + encoder.event("done", event.record.public())
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _start_event(self) -> bytes:
+        record = self.job.record
+        return self._events.event(
+            "start", {"id": record.id, "provider": record.provider, "model": record.model}
+        )
+
+    async def _produce_json(self, send: Send) -> None:
+        async for event in self.job.events():
+            if isinstance(event, Finished):
+                headers = [(b"content-type", b"application/json")]
+                headers += [(k.lower().encode(), v.encode()) for k, v in self.out_headers.items()]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                self._started = True
+                await send({"type": "http.response.body", "body": orjson.dumps(event.record.public())})
+            elif isinstance(event, Failed):
+                await self._fail(send, event.error)
+
+

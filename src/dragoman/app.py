@@ -1,0 +1,140 @@
+"""The FastAPI application: `create_app(settings)` builds everything on `app.state`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from dragoman import __version__
+from dragoman.api.errors import install_error_handlers
+from dragoman.api.routes import router
+from dragoman.api.streaming import StreamRegistry
+from dragoman.config import Settings
+from dragoman.errors import ShuttingDown
+from dragoman.languages import LanguageDetector
+from dragoman.logging import configure_logging
+from dragoman.providers.factory import make_provider
+from dragoman.records.store import RecordStore
+from dragoman.service import Translator
+
+log = structlog.get_logger(__name__)
+
+# Set by `dragoman serve` when it has already migrated the database and finished orphaned
+# records, so that several workers do not each do it (and fail each other's live records).
+PREPARED_ENV = "DRAGOMAN_DB_PREPARED"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = RecordStore(settings.database_url)
+        if os.environ.get(PREPARED_ENV) != "1":
+            await store.prepare()
+        store.start()
+        provider = make_provider(settings)
+        detector = LanguageDetector()
+        registry = StreamRegistry()
+        app.state.store = store
+        app.state.registry = registry
+        app.state.translator = Translator(settings, provider, store, detector)
+        background = [
+            asyncio.create_task(_start_provider(provider)),
+            asyncio.create_task(asyncio.to_thread(detector.warm_up)),
+        ]
+        restore = _chain_sigterm(lambda: _begin_shutdown(registry, settings.shutdown_grace_s))
+        try:
+            yield
+        finally:
+            restore()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            registry.abort_all(ShuttingDown())
+            await provider.aclose()
+            await store.aclose()
+
+    app = FastAPI(
+        title="dragoman",
+        version=__version__,
+        summary="Live machine translation streamed over Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["content-type", "x-script-id"],
+            expose_headers=["x-translation-id", "retry-after"],
+        )
+    return app
+
+
+async def _start_provider(provider: Any) -> None:
+    started = time.perf_counter()
+    try:
+        await provider.start()
+    except Exception:
+        log.exception("provider_start_failed", provider=provider.name)
+        return
+    log.info(
+        "provider_started",
+        provider=provider.name,
+        model=provider.model,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _begin_shutdown(registry: StreamRegistry, grace_s: float) -> None:
+    if registry.stopping:
+        return
+    registry.stopping = True
+    log.info("shutdown_started", open_streams=len(registry.active), grace_s=grace_s)
+    asyncio.get_running_loop().call_later(grace_s, registry.abort_all, ShuttingDown())
+
+
+def _chain_sigterm(on_term: Any) -> Any:
+    """Run `on_term` on SIGTERM before the server's own handler (uvicorn's) runs.
+
+    uvicorn stops accepting connections and then waits for open ones; this lets open streams
+    run on for the grace period and then end in-band with `shutting_down`.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(on_term)
+        if callable(previous):
+            previous(signum, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an app served from a test thread)
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            if signal.getsignal(signal.SIGTERM) is handler:
+                signal.signal(signal.SIGTERM, previous)
+        except ValueError:
+            pass
+
+    return restore

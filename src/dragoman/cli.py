@@ -1,0 +1,103 @@
+"""The `dragoman` command: serve, translate, history."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from dragoman.config import Settings
+
+app = typer.Typer(
+    name="dragoman",
+    help="Live machine translation streamed over Server-Sent Events.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail_usage(message: str) -> None:
+    typer.echo(f"dragoman: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _settings_or_exit() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        _fail_usage(f"bad configuration: {problems}")
+        raise AssertionError from None  # unreachable
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes. Default 1; with the local provider each worker loads its "
+            "own copy of the model (about 300 MB of memory and all the CPU threads each).",
+            min=1,
+        ),
+    ] = None,
+) -> None:
+    """Start the HTTP service."""
+    import uvicorn
+
+    from dragoman.app import PREPARED_ENV
+    from dragoman.logging import configure_logging
+    from dragoman.records.store import RecordStore
+
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level)
+    if settings.provider == "openai" and settings.resolved_api_key() is None:
+        _fail_usage(
+            "the openai provider needs OPENAI_API_KEY (for OpenAI itself) or OPENAI_BASE_URL "
+            "(for a self-hosted OpenAI-compatible server)."
+        )
+    count = workers or 1
+    if settings.provider == "local" and count > 1:
+        typer.echo(
+            f"dragoman: {count} workers each load the local model and compete for "
+            f"{os.cpu_count()} CPUs; one worker is usually faster.",
+            err=True,
+        )
+
+    async def prepare() -> None:
+        store = RecordStore(settings.database_url)
+        try:
+            await store.prepare()
+        finally:
+            await store.engine.dispose()
+
+    asyncio.run(prepare())
+    os.environ[PREPARED_ENV] = "1"
+    uvicorn.run(
+        "dragoman.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=count,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
+
+
+def main() -> None:
+    app(prog_name="dragoman")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,61 @@
+"""Settings, read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+# Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) accept any key; the SDK refuses to
+# build a client without one, so this stands in when a base URL is set and no key is.
+PLACEHOLDER_API_KEY = "sk-no-key-required"
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DRAGOMAN_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    provider: Literal["local", "openai"] = "local"
+    model: str | None = None
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    model_path: str | None = None
+    local_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    queue_max: int = Field(default=32, ge=0)
+    database_url: str = "sqlite+aiosqlite:///./dragoman.db"
+    max_text_chars: int = Field(default=10_000, ge=1)
+    first_token_timeout_s: float = Field(default=30.0, gt=0)
+    idle_timeout_s: float = Field(default=30.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    keepalive_s: float = Field(default=15.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("openai_base_url", "openai_api_key", "model", "model_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def resolved_api_key(self) -> str | None:
+        """The key sent upstream: the user's, else a placeholder when a base URL is set."""
+        if self.openai_api_key and self.openai_api_key.get_secret_value():
+            return self.openai_api_key.get_secret_value()
+        if self.openai_base_url:
+            return PLACEHOLDER_API_KEY
+        return None

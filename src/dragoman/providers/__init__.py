@@ -1,0 +1,1 @@
+"""Providers turn a translation task into an async stream of text pieces."""

@@ -1,0 +1,60 @@
+"""What every provider offers, and what flows out of its stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from dragoman.languages import LanguageCatalog
+from dragoman.prompts import TranslationTask
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The request waits for the model; `position` 1 is next. 0 means it has started."""
+
+    position: int
+
+
+class StreamState:
+    """Filled in by the provider while it streams: what the record keeps besides the text."""
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+
+
+class Provider(Protocol):
+    name: str
+    languages: LanguageCatalog
+    # True when the provider needs the source language in its prompt (detected when unknown).
+    needs_source_lang: bool
+
+    @property
+    def model(self) -> str: ...
+
+    async def start(self) -> None:
+        """Load or look up what the provider needs; called once in the background at start-up."""
+
+    def is_ready(self) -> bool: ...
+
+    async def check_ready(self) -> bool:
+        """A fresh readiness probe for /readyz."""
+
+    def stream(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str | Queued]:
+        """Text pieces as the model writes them (and queue updates for a local model).
+
+        Raises `DragomanError` subclasses: upstream rate limits, errors and timeouts, full queue.
+        Cancelling the consumer must stop the model's work (close the upstream connection, or
+        stop the generation at the next token).
+        """
+
+    async def aclose(self) -> None: ...

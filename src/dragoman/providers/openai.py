@@ -1,0 +1,166 @@
+"""Any OpenAI-compatible chat server: OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM, Azure.
+
+The official SDK owns the request: authentication, URL building and the mapping of HTTP
+errors to typed exceptions. The body of the stream is read line by line and parsed with
+orjson, which costs a fraction of building the SDK's pydantic chunk objects per piece.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import openai
+import orjson
+import structlog
+
+from dragoman.config import DEFAULT_OPENAI_MODEL, Settings
+from dragoman.errors import DragomanError, UpstreamError, UpstreamRateLimited, UpstreamTimeout
+from dragoman.languages import GENERAL_LANGUAGES, LanguageCatalog
+from dragoman.prompts import TranslationTask, chat_messages
+from dragoman.providers.base import Queued, StreamState, Usage
+
+log = structlog.get_logger(__name__)
+
+
+class OpenAIProvider:
+    name = "openai"
+    needs_source_lang = False
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._model = settings.model
+        self.languages = LanguageCatalog(GENERAL_LANGUAGES)
+        # One connection per open stream: an unbounded pool, so that a thousand concurrent
+        # streams never wait on each other for a connection. The read timeout is the idle
+        # timeout between bytes; the first-token timeout is enforced by the caller.
+        self._http = openai.DefaultAsyncHttpx2Client(
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=256),
+            timeout=httpx2.Timeout(
+                connect=min(10.0, settings.first_token_timeout_s),
+                read=settings.idle_timeout_s,
+                write=30.0,
+                pool=None,
+            ),
+        )
+        self._client = openai.AsyncOpenAI(
+            api_key=settings.resolved_api_key(),
+            base_url=settings.openai_base_url,
+            max_retries=0,
+            http_client=self._http,
+        )
+
+    @property
+    def model(self) -> str:
+        return self._model or DEFAULT_OPENAI_MODEL
+
+    async def start(self) -> None:
+        if self._model is None and self._settings.openai_base_url:
+            await self._discover_model()
+
+    async def _discover_model(self) -> bool:
+        """With a base URL and no model named: the first model the server lists."""
+        try:
+            page = await self._client.models.list(timeout=10.0)
+        except (openai.OpenAIError, httpx2.HTTPError) as exc:
+            log.warning("model_discovery_failed", error=type(exc).__name__)
+            return False
+        models = [m.id for m in page.data]
+        if not models:
+            log.warning("model_discovery_failed", error="the server lists no model")
+            return False
+        self._model = models[0]
+        log.info("model_discovered", model=self._model)
+        return True
+
+    def is_ready(self) -> bool:
+        return self._model is not None or not self._settings.openai_base_url
+
+    async def check_ready(self) -> bool:
+        if self._model is None and self._settings.openai_base_url:
+            return await self._discover_model()
+        try:
+            await self._client.models.list(timeout=5.0)
+        except openai.APIStatusError:
+            return True  # it answers; some servers do not list models
+        except (openai.OpenAIError, httpx2.HTTPError):
+            return False
+        return True
+
+    async def stream(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str | Queued]:
+        if self._model is None and self._settings.openai_base_url:
+            if not await self._discover_model():
+                raise UpstreamError("The translation server lists no model.")
+        sent_any = False
+        try:
+            async with self._client.chat.completions.with_streaming_response.create(
+                model=self.model,
+                messages=chat_messages(task),  # type: ignore[arg-type]
+                stream=True,
+                stream_options={"include_usage": True},
+                temperature=0,
+            ) as response:
+                finished = False
+                async for line in response.http_response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        finished = True
+                        break
+                    chunk = _parse(payload)
+                    if "error" in chunk:
+                        log.warning("upstream_error_event", error=_short(chunk["error"]))
+                        raise UpstreamError("The translation model reported an error.")
+                    usage = chunk.get("usage")
+                    if usage:
+                        state.usage = Usage(
+                            int(usage.get("prompt_tokens") or 0),
+                            int(usage.get("completion_tokens") or 0),
+                        )
+                    for choice in chunk.get("choices") or ():
+                        content = (choice.get("delta") or {}).get("content")
+                        if content:
+                            sent_any = True
+                            yield content
+                        if choice.get("finish_reason"):
+                            finished = True
+                if not finished:
+                    raise UpstreamError("The translation model's stream ended early.")
+        except DragomanError:
+            raise
+        except openai.RateLimitError as exc:
+            headers = {}
+            retry_after = exc.response.headers.get("retry-after")
+            if retry_after:
+                headers["Retry-After"] = retry_after
+            raise UpstreamRateLimited(headers=headers) from exc
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            log.warning("upstream_timeout", error=type(exc).__name__, after_first_piece=sent_any)
+            raise UpstreamTimeout() from exc
+        except openai.APIStatusError as exc:
+            log.warning("upstream_status", status=exc.status_code, body=_short(exc.body))
+            raise UpstreamError(f"The translation model answered with status {exc.status_code}.") from exc
+        except (openai.OpenAIError, httpx2.HTTPError) as exc:
+            log.warning("upstream_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            raise UpstreamError("The translation model could not be reached or broke off.") from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _parse(payload: str) -> dict[str, Any]:
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("The translation model sent a malformed stream.") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamError("The translation model sent a malformed stream.")
+    return chunk
+
+
+def _short(value: object) -> str:
+    return str(value)[:300]
+
+

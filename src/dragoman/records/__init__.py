@@ -1,0 +1,1 @@
+"""Translation records: one row per accepted request."""

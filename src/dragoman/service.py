@@ -1,0 +1,243 @@
+"""The life of one translation: record created, pieces streamed, record finished once.
+
+Both endpoints are encodings of the events a `Job` yields:
+
+- `str`: a piece of translated text (never empty);
+- `Queued`: the request waits for the local model (position 1 is next);
+- `Finished`: the record, committed as `succeeded`;
+- `Failed`: the error, with the record committed as `failed`.
+
+A job that is cancelled (its client left) queues its record as `cancelled` on the way out; one
+aborted by a shutdown queues it as `failed` with the abort's code. Nothing touches the database
+per piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+
+from dragoman.config import Settings
+from dragoman.errors import (
+    DatabaseUnavailable,
+    DragomanError,
+    TextTooLong,
+    UpstreamTimeout,
+)
+from dragoman.errors import (
+    InvalidRequest as InvalidRequestError,
+)
+from dragoman.languages import LanguageDetector
+from dragoman.prompts import TranslationTask
+from dragoman.providers.base import Provider, Queued, StreamState
+from dragoman.records.record import Record
+from dragoman.records.store import RecordStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: DragomanError
+    record: Record
+
+
+Event = str | Queued | Finished | Failed
+
+
+class Translator:
+    """Validates requests against the provider and starts jobs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        provider: Provider,
+        store: RecordStore,
+        detector: LanguageDetector,
+    ) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.store = store
+        self.detector = detector
+
+    def resolve_languages(
+        self, target: str, source: str | None, *, allow_names: bool = False
+    ) -> tuple[str, str | None]:
+        catalog = self.provider.languages
+        target_tag = catalog.resolve(target, field="target_lang", allow_names=allow_names)
+        source_tag = None
+        if source is not None and source.strip().lower() not in ("", "auto"):
+            source_tag = catalog.resolve(source, field="source_lang", allow_names=allow_names)
+        return target_tag, source_tag
+
+    def check_text(self, text: str) -> None:
+        if not text.strip():
+            raise InvalidRequestError("text: must not be empty or only whitespace.")
+        if len(text) > self.settings.max_text_chars:
+            raise TextTooLong(
+                f"text: {len(text)} characters; this server accepts at most "
+                f"{self.settings.max_text_chars}."
+            )
+
+    def start(
+        self, *, text: str, target_lang: str, source_lang: str | None, script_id: str | None
+    ) -> Job:
+        """Admit a validated request. Raises `QueueFull` before anything is stored."""
+        task = TranslationTask(text=text, target_lang=target_lang, source_lang=source_lang)
+        state = StreamState()
+        pieces = self.provider.stream(task, state)
+        record = Record(
+            text=text,
+            target_lang=target_lang,
+            source_lang=source_lang,
+            script_id=script_id,
+            provider=self.provider.name,
+            model=self.provider.model,
+        )
+        return Job(self, record, task, pieces, state)
+
+
+class Job:
+    def __init__(
+        self,
+        translator: Translator,
+        record: Record,
+        task: TranslationTask,
+        pieces: AsyncIterator[str | Queued],
+        state: StreamState,
+    ) -> None:
+        self._translator = translator
+        self.record = record
+        self._pieces = pieces
+        self._state = state
+        self._task = task
+        # Detected before the provider starts when its prompt needs it, else at the end (off
+        # the path to the first token).
+        self._detect_after = task.source_lang is None and not translator.provider.needs_source_lang
+        self.abort_error: DragomanError | None = None
+        self.final: asyncio.Future[None] | None = None
+
+    def abort(self, error: DragomanError) -> None:
+        """Mark the job as ended by the server (shutdown); the caller then cancels its task."""
+        self.abort_error = error
+
+    async def events(self) -> AsyncIterator[Event]:
+        translator = self._translator
+        store = translator.store
+        record = self.record
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        # Creating the record overlaps the upstream request; it is awaited at the first piece.
+        if self._task.source_lang is None and translator.provider.needs_source_lang:
+            detected = await translator.detector.detect_async(record.text, translator.provider.languages)
+            self._task.source_lang = record.source_lang = detected
+        created = store.create(record)
+        parts: list[str] = []
+        error: DragomanError | None = None
+        timeout_s = translator.settings.first_token_timeout_s
+        try:
+            try:
+                deadline = asyncio.timeout(timeout_s)
+                async with deadline:
+                    async for item in self._pieces:
+                        if type(item) is str:
+                            if not parts:
+                                deadline.reschedule(None)
+                                record.first_token_ms = _ms_since(started)
+                                await _stored(created)
+                            parts.append(item)
+                            yield item
+                        elif isinstance(item, Queued):
+                            # Waiting in the queue does not count toward the first-token wait.
+                            deadline.reschedule(None)
+                            yield item
+                            if not parts:
+                                deadline.reschedule(loop.time() + timeout_s)
+            except TimeoutError:
+                log.warning("first_token_timeout", id=record.id, timeout_s=timeout_s)
+                error = UpstreamTimeout()
+        except DragomanError as exc:
+            error = exc
+        except (asyncio.CancelledError, GeneratorExit):
+            self._end_now(parts, started)
+            raise
+        except Exception:
+            log.exception("translation_failed", id=record.id)
+            error = DragomanError()
+        finally:
+            # Closing the provider's stream is what closes the upstream connection (or stops
+            # the local generation) when the client has gone.
+            closer = getattr(self._pieces, "aclose", None)
+            if closer is not None:
+                await closer()
+
+        self._fill(parts, started, error)
+        if self._detect_after:
+            record.source_lang = await translator.detector.detect_async(
+                record.text, translator.provider.languages
+            )
+        try:
+            await _stored(created)
+            await _stored(store.finish(record))
+        except DatabaseUnavailable as exc:
+            if error is None:
+                error = exc
+        _log_end(record)
+        yield Failed(error, record) if error is not None else Finished(record)
+
+    def _fill(self, parts: list[str], started: float, error: DragomanError | None) -> None:
+        record = self.record
+        record.translation = "".join(parts)
+        record.usage = self._state.usage
+        record.total_ms = _ms_since(started)
+        if error is None:
+            record.status = "succeeded"
+        else:
+            record.status = "failed"
+            record.error_code = error.code
+            record.error_message = error.message
+
+    def _end_now(self, parts: list[str], started: float) -> None:
+        """Cancelled or aborted: queue the final state without awaiting anything."""
+        if self.abort_error is not None:
+            self._fill(parts, started, self.abort_error)
+        else:
+            self._fill(parts, started, None)
+            self.record.status = "cancelled"
+        self.final = self._translator.store.finish(self.record)
+        _log_end(self.record)
+
+
+async def _stored(future: asyncio.Future[None]) -> None:
+    try:
+        await asyncio.shield(future)
+    except DragomanError:
+        raise
+    except Exception as exc:
+        raise DatabaseUnavailable() from exc
+
+
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _log_end(record: Record) -> None:
+    log.info(
+        "translation_end",
+        id=record.id,
+        status=record.status,
+        error=record.error_code,
+        chars_in=len(record.text),
+        chars_out=len(record.translation),
+        first_token_ms=record.first_token_ms,
+        total_ms=record.total_ms,
+    )

@@ -1,0 +1,247 @@
+"""A small OpenAI-compatible chat server on 127.0.0.1, written on raw asyncio streams.
+
+It answers `GET /v1/models` and streaming `POST /v1/chat/completions`. What it does is steered
+by a directive inside the user's text, so that one server covers every case:
+
+- no directive: streams the text back in word-sized pieces, prefixed with "T:";
+- `[[pieces:<json list>]]`: streams exactly these pieces;
+- `[[error:500]]`, `[[error:429]]` (with `Retry-After: 7`): fails before the stream;
+- `[[drop:N]]`: sends N pieces, then drops the connection;
+- `[[hang]]`: never answers; `[[stall:N]]`: sends N pieces, then goes silent;
+- `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
+  `closed[TAG]` is set.
+
+Raw streams keep it cheap (it is also the benchmark's upstream) and let it see exactly when
+a client closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from typing import Any
+
+DIRECTIVE = re.compile(r"\[\[(\w+)(?::(.*))?\]\]", re.S)
+
+
+def default_pieces(text: str) -> list[str]:
+    return ["T:", *re.findall(r"\s*\S+", text)]
+
+
+class FakeOpenAI:
+    def __init__(self, *, pieces_per_request: int | None = None, piece: str = "tok ") -> None:
+        self.port = 0
+        self.requests: list[dict[str, Any]] = []
+        self.closed: dict[str, threading.Event] = {}
+        self.models = ["fake-model"]
+        # Benchmark mode: every request streams `pieces_per_request` copies of `piece`.
+        self.pieces_per_request = pieces_per_request
+        self.piece = piece
+        self.delay_s = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def closed_event(self, tag: str) -> threading.Event:
+        return self.closed.setdefault(tag, threading.Event())
+
+    # Running in a thread of its own, so that tests and benchmarks can use any client.
+
+    def start(self) -> FakeOpenAI:
+        self._thread = threading.Thread(target=self._run, name="fake-openai", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake server did not start")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._server = loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=4096)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        loop = self._loop
+
+        async def shutdown() -> None:
+            assert self._server is not None
+            self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    async def serve_forever(self, port: int) -> None:
+        """Run in the current event loop (the benchmark's separate process)."""
+        server = await asyncio.start_server(self._handle, "127.0.0.1", port, backlog=4096)
+        self.port = server.sockets[0].getsockname()[1]
+        async with server:
+            await server.serve_forever()
+
+    # HTTP/1.1, just enough of it.
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", "0"))
+                body = await reader.readexactly(length) if length else b""
+                keep = await self._respond(method, path, body, reader, writer)
+                if not keep:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+            self._json(writer, 200, data)
+            await writer.drain()
+            return True
+        if method != "POST" or not path.endswith("/chat/completions"):
+            self._json(writer, 404, {"error": {"message": "not found"}})
+            await writer.drain()
+            return True
+        request = json.loads(body)
+        self.requests.append(request)
+        user = next(
+            (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
+        )
+        match = DIRECTIVE.search(user)
+        mode, arg = (match.group(1), match.group(2) or "") if match else ("echo", "")
+        if mode == "error":
+            status = int(arg)
+            extra = {"Retry-After": "7"} if status == 429 else {}
+            self._json(writer, status, {"error": {"message": f"fake {status}"}}, extra)
+            await writer.drain()
+            return True
+        if mode == "hang":
+            await reader.read()  # until the client gives up
+            return False
+        self._stream_head(writer)
+        if self.pieces_per_request is not None:
+            return await self._bench_stream(writer)
+        if mode == "pieces":
+            pieces = json.loads(arg)
+        else:
+            text = DIRECTIVE.sub("", user)
+            fence = text.split("\n", 1)[0]
+            if fence.startswith("<<<TEXT"):
+                text = text[len(fence) + 1 : text.rfind(fence) - 1]
+            pieces = default_pieces(text)
+        if mode == "drop":
+            for p in pieces[: int(arg)]:
+                self._chunk(writer, _delta(p))
+            await writer.drain()
+            writer.transport.abort()
+            return False
+        if mode == "stall":
+            for p in pieces[: int(arg)]:
+                self._chunk(writer, _delta(p))
+            await writer.drain()
+            await reader.read()
+            return False
+        if mode == "slow":
+            tag, count, delay = arg.split(":")
+            closed = self.closed_event(tag)
+            for i in range(int(count)):
+                self._chunk(writer, _delta(f"p{i} "))
+                await writer.drain()
+                try:
+                    if await asyncio.wait_for(reader.read(1), float(delay)) == b"":
+                        closed.set()
+                        return False
+                except TimeoutError:
+                    pass
+            self._finish(writer, 5, int(count))
+            await writer.drain()
+            return True
+        for p in pieces:
+            self._chunk(writer, _delta(p))
+        self._finish(writer, 7, len(pieces))
+        await writer.drain()
+        return True
+
+    async def _bench_stream(self, writer: asyncio.StreamWriter) -> bool:
+        chunk = _delta(self.piece)
+        for _ in range(self.pieces_per_request or 0):
+            self._chunk(writer, chunk)
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            await writer.drain()
+        self._finish(writer, 10, self.pieces_per_request or 0)
+        await writer.drain()
+        return True
+
+    @staticmethod
+    def _json(
+        writer: asyncio.StreamWriter, status: int, data: Any, extra: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(data).encode()
+        head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        for k, v in (extra or {}).items():
+            head += f"{k}: {v}\r\n"
+        writer.write(head.encode() + b"\r\n" + body)
+
+    @staticmethod
+    def _stream_head(writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+
+    @staticmethod
+    def _chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _finish(self, writer: asyncio.StreamWriter, prompt: int, completion: int) -> None:
+        stop = {"id": "c", "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        usage = {"id": "c", "object": "chat.completion.chunk", "choices": [],
+                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion}}
+        self._chunk(writer, b"data: " + json.dumps(stop).encode() + b"\n\n")
+        self._chunk(writer, b"data: " + json.dumps(usage).encode() + b"\n\n")
+        self._chunk(writer, b"data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+
+
+def _delta(text: str) -> bytes:
+    chunk = {"id": "c", "object": "chat.completion.chunk",
+             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"

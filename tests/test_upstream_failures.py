@@ -1,0 +1,156 @@
+"""Upstream failures: real statuses before the first byte, in-band errors after it, and the
+record each one leaves."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import ServerThread
+from tests.fake_openai import FakeOpenAI
+from tests.helpers import raw_events, v1_events
+
+
+def _record(client: httpx.Client, response: httpx.Response) -> dict[str, object]:
+    record: dict[str, object] = client.get(
+        f"/v1/translations/{response.headers['x-translation-id']}"
+    ).json()
+    return record
+
+
+def _wait_record(client: httpx.Client, record_id: str, status: str) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while True:
+        record: dict[str, object] = client.get(f"/v1/translations/{record_id}").json()
+        if record["status"] == status or time.monotonic() > deadline:
+            return record
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("path", ["/translate", "/v1/translations", "stream-false"])
+def test_upstream_500_is_502(client: httpx.Client, path: str) -> None:
+    text = "hello [[error:500]]"
+    if path == "/translate":
+        response = client.post(path, json={"lang": "ko", "message": text})
+    else:
+        response = client.post(
+            "/v1/translations",
+            json={"text": text, "target_lang": "ko", "stream": path != "stream-false"},
+        )
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "fake 500" not in response.text  # the upstream's own words stay in the log
+    record = _record(client, response)
+    assert record["status"] == "failed"
+    assert record["error"] == {"code": "upstream_error", "message": response.json()["error"]["message"]}
+
+
+def test_upstream_429_passes_retry_after(client: httpx.Client) -> None:
+    response = client.post("/translate", json={"lang": "ko", "message": "x [[error:429]]"})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+    assert _record(client, response)["status"] == "failed"
+
+
+def test_upstream_unreachable_is_502(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(openai_base_url="http://127.0.0.1:9/v1", model="m")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        response = client.post("/v1/translations", json={"text": "hi", "target_lang": "ko"})
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "upstream_error"
+        assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize("endpoint", ["raw", "v1"])
+def test_dropped_mid_stream_is_in_band_error(client: httpx.Client, endpoint: str) -> None:
+    text = "one two three four [[drop:3]]"
+    if endpoint == "raw":
+        response, events = raw_events(client, {"lang": "ko", "message": text})
+        assert [e.data for e in events[:3]] == ["T:", "one", " two"]
+    else:
+        response, events = v1_events(client, {"text": text, "target_lang": "ko"})
+        assert [e.event for e in events] == ["start", "delta", "delta", "delta", "error"]
+    assert response.status_code == 200
+    assert events[-1].event == "error"
+    assert json.loads(events[-1].data)["error"]["code"] == "upstream_error"
+    assert all(e.data != "[DONE]" for e in events)
+    record = _record(client, response)
+    assert record["status"] == "failed"
+    assert record["translation"] == "T:one two"
+    assert record["error"]["code"] == "upstream_error"  # type: ignore[index]
+
+
+def test_first_token_timeout_is_504(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(first_token_timeout_s=0.5)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        started = time.monotonic()
+        response = client.post("/translate", json={"lang": "ko", "message": "x [[hang]]"})
+        assert response.status_code == 504
+        assert time.monotonic() - started < 5
+        assert response.json()["error"]["code"] == "upstream_timeout"
+        assert _record(client, response)["status"] == "failed"
+
+
+def test_idle_timeout_is_in_band(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(idle_timeout_s=0.5)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        response, events = v1_events(client, {"text": "a b c [[stall:2]]", "target_lang": "ko"})
+        assert response.status_code == 200
+        assert events[-1].event == "error"
+        assert json.loads(events[-1].data)["error"]["code"] == "upstream_timeout"
+        record = _record(client, response)
+        assert record["status"] == "failed" and record["translation"] == "T:a"
+
+
+@pytest.mark.parametrize("path", ["/translate", "/v1/translations", "stream-false"])
+def test_disconnect_mid_stream_closes_upstream(
+    client: httpx.Client, fake: FakeOpenAI, path: str
+) -> None:
+    tag = f"disc-{path.strip('/').replace('/', '-')}"
+    text = f"x [[slow:{tag}:200:0.05]]"
+    body = {"text": text, "target_lang": "ko", "stream": path != "stream-false"}
+    if path == "/translate":
+        request = client.build_request("POST", path, json={"lang": "ko", "message": text})
+    else:
+        request = client.build_request("POST", "/v1/translations", json=body)
+    if path == "stream-false":
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(
+                "/v1/translations", json=body, timeout=httpx.Timeout(30, read=0.5)
+            )
+        record_id = client.get("/v1/translations").json()["items"][0]["id"]
+    else:
+        response = client.send(request, stream=True)
+        lines = response.iter_lines()
+        next(lines)
+        record_id = response.headers["x-translation-id"]
+        response.close()
+    assert fake.closed_event(tag).wait(5), "the upstream connection stayed open"
+    record = _wait_record(client, record_id, "cancelled")
+    assert record["status"] == "cancelled"
+
+
+def test_disconnect_before_first_byte_closes_upstream(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(
+                "/translate",
+                json={"lang": "ko", "message": "x [[hang]]"},
+                timeout=httpx.Timeout(30, read=0.5),
+            )
+        deadline = time.monotonic() + 5
+        items: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            items = client.get("/v1/translations").json()["items"]
+            if items and items[0]["status"] == "cancelled":
+                break
+            time.sleep(0.05)
+        assert items and items[0]["status"] == "cancelled"
