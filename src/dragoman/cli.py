@@ -20,6 +20,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Live machine translation streamed over Server-Sent Events."""
+
+
 def _fail_usage(message: str) -> None:
     typer.echo(f"dragoman: {message}", err=True)
     raise typer.Exit(2)

@@ -1,0 +1,46 @@
+"""Browsers on other origins may call the API only when configured to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from tests.conftest import ServerThread
+
+PREFLIGHT = {
+    "Origin": "https://app.example",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type,x-script-id",
+}
+
+
+def test_preflight_allowed_origin(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(cors_origins="https://app.example, https://other.example")
+    with httpx.Client(base_url=server.url) as client:
+        response = client.options("/v1/translations", headers=PREFLIGHT)
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-script-id" in response.headers["access-control-allow-headers"].lower()
+        streamed = client.post(
+            "/v1/translations",
+            json={"text": "hi", "target_lang": "ko"},
+            headers={"Origin": "https://app.example"},
+        )
+        assert streamed.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-translation-id" in streamed.headers["access-control-expose-headers"].lower()
+
+
+def test_preflight_other_origin_refused(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(cors_origins="https://app.example")
+    with httpx.Client(base_url=server.url) as client:
+        response = client.options(
+            "/v1/translations", headers={**PREFLIGHT, "Origin": "https://evil.example"}
+        )
+        assert response.status_code == 400
+        assert "access-control-allow-origin" not in response.headers
+
+
+def test_no_cors_by_default(client: httpx.Client) -> None:
+    response = client.options("/v1/translations", headers=PREFLIGHT)
+    assert "access-control-allow-origin" not in response.headers

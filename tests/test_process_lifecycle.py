@@ -1,0 +1,186 @@
+"""`dragoman serve` as a real process: restarts, SIGTERM, and a plain (non-editable) install."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from tests.conftest import free_port
+from tests.fake_openai import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServeProcess:
+    def __init__(self, env: dict[str, str], cwd: Path, python_path: str | None = None) -> None:
+        self.port = free_port()
+        full_env = {**os.environ, **env}
+        full_env.pop("PYTHONPATH", None)
+        if python_path:
+            full_env["PYTHONPATH"] = python_path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dragoman", "serve", "--port", str(self.port)],
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                out, _ = self.proc.communicate(timeout=10)
+                raise RuntimeError(f"dragoman serve did not start:\n{out}")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def serve_env(fake: FakeOpenAI, tmp_path: Path) -> dict[str, str]:
+    return {
+        "DRAGOMAN_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake.base_url,
+        "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+        "DRAGOMAN_LOG_LEVEL": "warning",
+    }
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def _first_line_of_stream(
+    url: str, text: str
+) -> tuple[httpx.Client, httpx.Response, Iterator[str], str]:
+    client = httpx.Client(base_url=url, timeout=30)
+    request = client.build_request(
+        "POST", "/v1/translations", json={"text": text, "target_lang": "ko"}
+    )
+    response = client.send(request, stream=True)
+    lines = response.iter_lines()  # kept: dropping it would close the response
+    next(lines)
+    return client, response, lines, response.headers["x-translation-id"]
+
+
+def test_restart_finishes_orphaned_records(
+    serve_env: dict[str, str], tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    first = ServeProcess(serve_env, tmp_path)
+    processes.append(first)
+    client, response, _lines, record_id = _first_line_of_stream(first.url, "x [[slow:orphan:400:0.05]]")
+    time.sleep(0.3)  # the record is in the database, still streaming
+    with httpx.Client(base_url=first.url) as reader:
+        assert reader.get(f"/v1/translations/{record_id}").json()["status"] == "streaming"
+    first.proc.kill()  # a crash: no chance to finish anything
+    first.proc.wait(10)
+    response.close()
+    client.close()
+
+    second = ServeProcess(serve_env, tmp_path)
+    processes.append(second)
+    with httpx.Client(base_url=second.url) as reader:
+        record = reader.get(f"/v1/translations/{record_id}").json()
+    assert record["status"] == "failed"
+    assert record["error"]["code"] == "interrupted"
+
+
+def test_sigterm_ends_open_streams_in_band(
+    serve_env: dict[str, str], tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    env = {**serve_env, "DRAGOMAN_SHUTDOWN_GRACE_S": "1"}
+    server = ServeProcess(env, tmp_path)
+    processes.append(server)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with connect_sse(
+            client,
+            "POST",
+            "/v1/translations",
+            json={"text": "x [[slow:term:400:0.05]]", "target_lang": "ko"},
+        ) as source:
+            record_id = source.response.headers["x-translation-id"]
+            events = []
+            for event in source.iter_sse():
+                events.append(event)
+                if len(events) == 3:
+                    server.proc.send_signal(signal.SIGTERM)
+                    sent = time.monotonic()
+            ended = time.monotonic() - sent
+    assert events[-1].event == "error"
+    assert json.loads(events[-1].data)["error"]["code"] == "shutting_down"
+    assert ended < 5
+    server.proc.wait(15)
+    # The record was finished before the process left.
+    restarted = ServeProcess(serve_env, tmp_path)
+    processes.append(restarted)
+    with httpx.Client(base_url=restarted.url) as reader:
+        record = reader.get(f"/v1/translations/{record_id}").json()
+    assert record["status"] == "failed"
+    assert record["error"]["code"] == "shutting_down"
+    assert record["translation"].startswith("p0 p1 ")
+
+
+def test_serve_refuses_openai_without_key_or_url(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env["DRAGOMAN_PROVIDER"] = "openai"
+    result = subprocess.run(
+        [sys.executable, "-m", "dragoman", "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_non_editable_install_serves_from_empty_directory(
+    serve_env: dict[str, str], tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**serve_env, "DRAGOMAN_DATABASE_URL": "sqlite+aiosqlite:///./fresh.db"}
+    server = ServeProcess(env, empty, python_path=str(target))
+    processes.append(server)
+    where = subprocess.run(
+        [sys.executable, "-c", "import dragoman; print(dragoman.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(target)}, cwd=empty, capture_output=True, text=True, check=True,
+    ).stdout
+    assert where.startswith(str(target))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        response = client.post("/translate", json={"lang": "ko", "message": "hello"})
+        assert response.status_code == 200
+        assert "data: T:" in response.text and response.text.endswith("data: [DONE]\n\n")
+    assert (empty / "fresh.db").exists()
