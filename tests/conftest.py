@@ -72,9 +72,7 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_server(
-    fake: FakeOpenAI, db_url: str
-) -> Iterator[Callable[..., ServerThread]]:
+def make_server(fake: FakeOpenAI, db_url: str) -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
     def make(**overrides: Any) -> ServerThread:

@@ -213,7 +213,8 @@ class FakeOpenAI:
         writer: asyncio.StreamWriter, status: int, data: Any, extra: dict[str, str] | None = None
     ) -> None:
         body = json.dumps(data).encode()
-        head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\n"
         for k, v in (extra or {}).items():
             head += f"{k}: {v}\r\n"
         writer.write(head.encode() + b"\r\n" + body)
@@ -230,11 +231,21 @@ class FakeOpenAI:
         writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _finish(self, writer: asyncio.StreamWriter, prompt: int, completion: int) -> None:
-        stop = {"id": "c", "object": "chat.completion.chunk", "choices": [
-            {"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        usage = {"id": "c", "object": "chat.completion.chunk", "choices": [],
-                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                           "total_tokens": prompt + completion}}
+        stop = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        usage = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
         self._chunk(writer, b"data: " + json.dumps(stop).encode() + b"\n\n")
         self._chunk(writer, b"data: " + json.dumps(usage).encode() + b"\n\n")
         self._chunk(writer, b"data: [DONE]\n\n")
@@ -242,6 +253,9 @@ class FakeOpenAI:
 
 
 def _delta(text: str) -> bytes:
-    chunk = {"id": "c", "object": "chat.completion.chunk",
-             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"

@@ -13,12 +13,16 @@ def pieces_directive(pieces: list[str]) -> str:
     return "[[pieces:" + json.dumps(pieces) + "]]"
 
 
-def raw_events(client: httpx.Client, body: dict[str, Any], **kw: Any) -> tuple[httpx.Response, list[ServerSentEvent]]:
+def raw_events(
+    client: httpx.Client, body: dict[str, Any], **kw: Any
+) -> tuple[httpx.Response, list[ServerSentEvent]]:
     with connect_sse(client, "POST", "/translate", json=body, **kw) as source:
         return source.response, list(source.iter_sse())
 
 
-def v1_events(client: httpx.Client, body: dict[str, Any]) -> tuple[httpx.Response, list[ServerSentEvent]]:
+def v1_events(
+    client: httpx.Client, body: dict[str, Any]
+) -> tuple[httpx.Response, list[ServerSentEvent]]:
     with connect_sse(client, "POST", "/v1/translations", json=body) as source:
         return source.response, list(source.iter_sse())
 

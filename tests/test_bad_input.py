@@ -81,7 +81,9 @@ def test_compat_bad_input(
 
 def test_language_names_accepted_on_compat_endpoint(client: httpx.Client, fake: FakeOpenAI) -> None:
     for name, tag in [("Korean", "ko"), ("한국어", "ko"), ("French", "fr"), ("ko-kr", "ko-KR")]:
-        response = client.post("/translate", json={"lang": name, "message": "hi", "source_lang": "English"})
+        response = client.post(
+            "/translate", json={"lang": name, "message": "hi", "source_lang": "English"}
+        )
         assert response.status_code == 200
         record = client.get(f"/v1/translations/{response.headers['x-translation-id']}").json()
         assert (record["target_lang"], record["source_lang"]) == (tag, "en")
@@ -96,7 +98,13 @@ def test_unknown_record_is_404(client: httpx.Client, record_id: str) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": "0"}, {"limit": "201"}, {"limit": "ten"}, {"cursor": "garbage"}, {"script_id": "a b"}],
+    [
+        {"limit": "0"},
+        {"limit": "201"},
+        {"limit": "ten"},
+        {"cursor": "garbage"},
+        {"script_id": "a b"},
+    ],
 )
 def test_bad_list_parameters(client: httpx.Client, params: dict[str, str]) -> None:
     _assert_error(client.get("/v1/translations", params=params), 422, "invalid_request")

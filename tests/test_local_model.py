@@ -173,7 +173,9 @@ def test_queue_positions_full_queue_and_cancellation(
     assert waiting_c.events[1] == ("queued", {"position": 2})
 
     # The queue holds two: the next request is refused and not stored.
-    full = httpx.post(f"{server.url}/translate", json={"lang": "de", "message": "One more."}, timeout=30)
+    full = httpx.post(
+        f"{server.url}/translate", json={"lang": "de", "message": "One more."}, timeout=30
+    )
     assert full.status_code == 503
     assert full.json()["error"]["code"] == "queue_full" and full.headers["retry-after"]
 

@@ -97,7 +97,9 @@ def test_restart_finishes_orphaned_records(
 ) -> None:
     first = ServeProcess(serve_env, tmp_path)
     processes.append(first)
-    client, response, _lines, record_id = _first_line_of_stream(first.url, "x [[slow:orphan:400:0.05]]")
+    client, response, _lines, record_id = _first_line_of_stream(
+        first.url, "x [[slow:orphan:400:0.05]]"
+    )
     time.sleep(0.3)  # the record is in the database, still streaming
     with httpx.Client(base_url=first.url) as reader:
         assert reader.get(f"/v1/translations/{record_id}").json()["status"] == "streaming"
@@ -153,7 +155,12 @@ def test_serve_refuses_openai_without_key_or_url(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     env["DRAGOMAN_PROVIDER"] = "openai"
     result = subprocess.run(
-        [sys.executable, "-m", "dragoman", "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "dragoman", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "OPENAI_API_KEY" in result.stderr and "Traceback" not in result.stderr
@@ -164,8 +171,18 @@ def test_non_editable_install_serves_from_empty_directory(
 ) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
         check=True,
         timeout=300,
     )
@@ -176,7 +193,11 @@ def test_non_editable_install_serves_from_empty_directory(
     processes.append(server)
     where = subprocess.run(
         [sys.executable, "-c", "import dragoman; print(dragoman.__file__)"],
-        env={**os.environ, "PYTHONPATH": str(target)}, cwd=empty, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=empty,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert where.startswith(str(target))
     with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -8,7 +8,7 @@ from tests.helpers import raw_events, v1_events
 
 
 def test_success_record(client: httpx.Client) -> None:
-    response, events = v1_events(
+    response, _ = v1_events(
         client,
         {"text": "The weather is nice today.", "target_lang": "ko-kr", "script_id": "lec-1"},
     )

@@ -46,7 +46,10 @@ def test_upstream_500_is_502(client: httpx.Client, path: str) -> None:
     assert "fake 500" not in response.text  # the upstream's own words stay in the log
     record = _record(client, response)
     assert record["status"] == "failed"
-    assert record["error"] == {"code": "upstream_error", "message": response.json()["error"]["message"]}
+    assert record["error"] == {
+        "code": "upstream_error",
+        "message": response.json()["error"]["message"],
+    }
 
 
 def test_upstream_429_passes_retry_after(client: httpx.Client) -> None:
@@ -120,9 +123,7 @@ def test_disconnect_mid_stream_closes_upstream(
         request = client.build_request("POST", "/v1/translations", json=body)
     if path == "stream-false":
         with pytest.raises(httpx.ReadTimeout):
-            client.post(
-                "/v1/translations", json=body, timeout=httpx.Timeout(30, read=0.5)
-            )
+            client.post("/v1/translations", json=body, timeout=httpx.Timeout(30, read=0.5))
         record_id = client.get("/v1/translations").json()["items"][0]["id"]
     else:
         response = client.send(request, stream=True)

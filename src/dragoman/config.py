@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) accept any key; the SDK refuses to
 # build a client without one, so this stands in when a base URL is set and no key is.

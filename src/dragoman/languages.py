@@ -60,7 +60,9 @@ class LanguageCatalog:
         if tag is None and allow_names:
             tag = _find_by_name(value.strip())
         if tag is None:
-            raise UnsupportedLanguage(f"{field}: {_quote(value)} is not a well-formed language tag.")
+            raise UnsupportedLanguage(
+                f"{field}: {_quote(value)} is not a well-formed language tag."
+            )
         if base_language(tag) not in self._offered:
             raise UnsupportedLanguage(f"{field}: {_quote(value)} is not offered by this server.")
         return tag

@@ -138,7 +138,9 @@ class Job:
         started = time.perf_counter()
         # Creating the record overlaps the upstream request; it is awaited at the first piece.
         if self._task.source_lang is None and translator.provider.needs_source_lang:
-            detected = await translator.detector.detect_async(record.text, translator.provider.languages)
+            detected = await translator.detector.detect_async(
+                record.text, translator.provider.languages
+            )
             self._task.source_lang = record.source_lang = detected
         created = store.create(record)
         parts: list[str] = []

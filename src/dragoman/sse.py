@@ -26,7 +26,11 @@ HEADERS = {
 }
 
 # U+0085, U+2028 and U+2029 are not line breaks in SSE or JSON but are in str.splitlines().
-_SPLITLINES_ONLY = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+_SPLITLINES_ONLY = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
 
 
 def json_bytes(data: Any) -> bytes:

@@ -44,9 +44,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
         details = _validation_details(exc)
-        return error_response(
-            InvalidRequest(_validation_message(details, exc), details=details)
-        )
+        return error_response(InvalidRequest(_validation_message(details, exc), details=details))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:

@@ -27,7 +27,7 @@ router = APIRouter()
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (413, 422, 429, 502, 503, 504)
 }
-_SSE = {"content": {"text/event-stream": {}}}
+_SSE: dict[str, Any] = {"content": {"text/event-stream": {}}}
 
 
 def _job_response(
@@ -144,4 +144,8 @@ async def readyz(request: Request, translator: TranslatorDep, store: StoreDep) -
         return error_response(NotReady("The translation model cannot be reached."))
     if not await store.ping():
         return error_response(NotReady("The database cannot be reached."))
-    return {"status": "ready", "provider": translator.provider.name, "model": translator.provider.model}
+    return {
+        "status": "ready",
+        "provider": translator.provider.name,
+        "model": translator.provider.model,
+    }

@@ -11,7 +11,7 @@ on idle streams, so the producer does no per-piece bookkeeping beyond one counte
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 import structlog
@@ -109,7 +109,10 @@ class JobResponse(Response):
                 return
 
     async def _start(self, send: Send, status: int = 200) -> None:
-        headers = [*_SSE_HEADERS, *((k.lower().encode(), v.encode()) for k, v in self.out_headers.items())]
+        headers = [
+            *_SSE_HEADERS,
+            *((k.lower().encode(), v.encode()) for k, v in self.out_headers.items()),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         self._started = True
 
@@ -204,8 +207,8 @@ class JobResponse(Response):
                 headers += [(k.lower().encode(), v.encode()) for k, v in self.out_headers.items()]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 self._started = True
-                await send({"type": "http.response.body", "body": orjson.dumps(event.record.public())})
+                await send(
+                    {"type": "http.response.body", "body": orjson.dumps(event.record.public())}
+                )
             elif isinstance(event, Failed):
                 await self._fail(send, event.error)
-
-

@@ -95,7 +95,9 @@ class LocalProvider:
     def _load(self) -> tuple[Any, bool]:
         from llama_cpp import Llama
 
-        path = Path(self._settings.model_path) if self._settings.model_path else bundled_model_path()
+        path = (
+            Path(self._settings.model_path) if self._settings.model_path else bundled_model_path()
+        )
         llm = Llama(
             model_path=str(path),
             n_ctx=4096,
@@ -189,7 +191,9 @@ class LocalProvider:
                 if item is None:
                     return
                 if isinstance(item, BaseException):
-                    log.error("local_generation_failed", error=type(item).__name__, detail=str(item)[:300])
+                    log.error(
+                        "local_generation_failed", error=type(item).__name__, detail=str(item)[:300]
+                    )
                     raise UpstreamError("The local model failed.")
                 yield item
         finally:
@@ -197,9 +201,15 @@ class LocalProvider:
 
     # The model's side (worker thread)
 
-    def _pieces(self, task: TranslationTask, state: StreamState, stop: threading.Event) -> Iterator[str]:
+    def _pieces(
+        self, task: TranslationTask, state: StreamState, stop: threading.Event
+    ) -> Iterator[str]:
         target = base_language(task.target_lang)
-        source = base_language(task.source_lang) if task.source_lang else ("en" if target != "en" else "ko")
+        source = (
+            base_language(task.source_lang)
+            if task.source_lang
+            else ("en" if target != "en" else "ko")
+        )
         usage = Usage(0, 0)
         state.usage = usage
         if source == target:
@@ -213,7 +223,9 @@ class LocalProvider:
                 max_tokens=self._max_tokens(prompt_tokens),
                 stream=True,
             )
-            yield from self._drain(stream, stop, usage, lambda c: c["choices"][0]["delta"].get("content"))
+            yield from self._drain(
+                stream, stop, usage, lambda c: c["choices"][0]["delta"].get("content")
+            )
             return
         sep_after_sentence = "" if target in _NO_SPACE_BETWEEN_SENTENCES else " "
         for sentence, separator in split_segments(task.text):

@@ -88,15 +88,17 @@ class OpenAIProvider:
             return False
         return True
 
-    async def stream(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str | Queued]:
+    async def stream(
+        self, task: TranslationTask, state: StreamState
+    ) -> AsyncIterator[str | Queued]:
         if self._model is None and self._settings.openai_base_url:
             if not await self._discover_model():
                 raise UpstreamError("The translation server lists no model.")
         sent_any = False
         try:
-            async with self._client.chat.completions.with_streaming_response.create(
+            async with self._client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
                 model=self.model,
-                messages=chat_messages(task),  # type: ignore[arg-type]
+                messages=chat_messages(task),
                 stream=True,
                 stream_options={"include_usage": True},
                 temperature=0,
@@ -141,7 +143,9 @@ class OpenAIProvider:
             raise UpstreamTimeout() from exc
         except openai.APIStatusError as exc:
             log.warning("upstream_status", status=exc.status_code, body=_short(exc.body))
-            raise UpstreamError(f"The translation model answered with status {exc.status_code}.") from exc
+            raise UpstreamError(
+                f"The translation model answered with status {exc.status_code}."
+            ) from exc
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             log.warning("upstream_failed", error=type(exc).__name__, detail=str(exc)[:200])
             raise UpstreamError("The translation model could not be reached or broke off.") from exc
@@ -162,5 +166,3 @@ def _parse(payload: str) -> dict[str, Any]:
 
 def _short(value: object) -> str:
     return str(value)[:300]
-
-

@@ -17,7 +17,7 @@ import orjson
 import structlog
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, bindparam, event, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _BATCH_MAX = 512
-_table = TranslationRow.__table__
+_table: Table = TranslationRow.__table__  # type: ignore[assignment]
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -131,6 +131,8 @@ class RecordStore:
             while len(batch) < _BATCH_MAX and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._write(batch)
+            for _ in batch:
+                self._queue.task_done()
 
     async def _write(self, batch: list[tuple[str, Record, asyncio.Future[None]]]) -> None:
         creates = [record.row() for op, record, _ in batch if op == "create"]
@@ -143,7 +145,9 @@ class RecordStore:
                 if creates:
                     await conn.execute(insert(_table), creates)
                 if finishes:
-                    values = {k: bindparam(k) for k in finishes[0] if k not in ("b_id", "id")}
+                    values: dict[str, Any] = {
+                        k: bindparam(k) for k in finishes[0] if k not in ("b_id", "id")
+                    }
                     await conn.execute(
                         update(_table).where(_table.c.id == bindparam("b_id")).values(values),
                         finishes,
@@ -166,8 +170,10 @@ class RecordStore:
     async def aclose(self) -> None:
         # Let queued writes land before the engine goes.
         if self._writer is not None:
-            while not self._queue.empty():
-                await asyncio.sleep(0.01)
+            try:
+                await asyncio.wait_for(self._queue.join(), 30)
+            except TimeoutError:
+                log.error("record_writes_lost", pending=self._queue.qsize())
             self._writer.cancel()
             try:
                 await self._writer
@@ -180,8 +186,10 @@ class RecordStore:
     async def get(self, record_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(select(_table).where(_table.c.id == record_id))
-            ).mappings().first()
+                (await conn.execute(select(_table).where(_table.c.id == record_id)))
+                .mappings()
+                .first()
+            )
         return public_from_row(row) if row is not None else None
 
     async def list(
