@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from dragoman.providers.examples import EXAMPLES, LABELS
+from dragoman.providers.local import bundled_model_path
 from tests.conftest import ServerThread
 from tests.helpers import raw_events, raw_text, v1_events, v1_text
 
@@ -206,3 +210,37 @@ def test_health_answers_while_generating(
     for _ in range(5):
         assert httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
     assert "done" not in running.kinds()
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<start_of_turn>"
+    "{{ 'model' if m['role'] == 'assistant' else 'user' }}\n{{ m['content'] }}<end_of_turn>\n"
+    "{% endfor %}<start_of_turn>model\n"
+)
+
+
+def test_model_path_with_chat_template(local: Callable[..., ServerThread], tmp_path: Path) -> None:
+    """A user's own instruct GGUF: here the bundled file given a chat template."""
+    copy = tmp_path / "instruct.gguf"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gguf.scripts.gguf_new_metadata",
+            str(bundled_model_path()),
+            str(copy),
+            "--chat-template",
+            CHAT_TEMPLATE,
+            "--force",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    server = local(model_path=str(copy))
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        response, events = v1_events(client, {"text": "Good night.", "target_lang": "ko"})
+    assert response.status_code == 200
+    start, done = json.loads(events[0].data), json.loads(events[-1].data)
+    assert start["model"] == "instruct.gguf"
+    assert done["status"] == "succeeded" and done["model"] == "instruct.gguf"
