@@ -30,6 +30,7 @@ from dragoman.records.record import Record
 from dragoman.records.store import RecordStore
 from tests.conftest import free_port
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import wait_until_answers
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -132,16 +133,8 @@ def main() -> None:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("dragoman did not start")
-                time.sleep(0.1)
+            if not wait_until_answers(f"{url}/readyz", proc, 60):
+                raise SystemExit("dragoman did not start")
             direct, through = ttft(fake, url, args.runs)
             commits = asyncio.run(
                 _record_commit_ms(f"sqlite+aiosqlite:///{Path(workdir) / 'commit.db'}", args.runs)

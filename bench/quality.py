@@ -13,28 +13,23 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import httpx
 from sacrebleu.metrics import CHRF
 
+from tests.conftest import free_port
+from tests.helpers import wait_until_answers
+
 PAIRS = Path(__file__).parent / "quality" / "pairs.tsv"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/quality.db"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dragoman", "serve", "--port", str(port)],
@@ -43,17 +38,10 @@ def _start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("dragoman did not become ready")
-        time.sleep(0.2)
+    if not wait_until_answers(f"{url}/readyz", proc, 300):
+        proc.kill()
+        raise SystemExit("dragoman did not become ready")
+    return proc, url
 
 
 def evaluate(url: str) -> dict[str, tuple[float, int]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from typing import Any
 
 import httpx
@@ -34,3 +36,31 @@ def raw_text(events: list[ServerSentEvent]) -> str:
 
 def v1_text(events: list[ServerSentEvent]) -> str:
     return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
+
+
+def wait_until_answers(
+    url: str, proc: subprocess.Popen[Any] | None = None, seconds: float = 120
+) -> bool:
+    """Poll `url` until it answers 200. False when `proc` died or the time ran out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def wait_for_record(
+    base_url: str, record_id: str, status: str, seconds: float = 30
+) -> dict[str, Any]:
+    """The record once it reaches `status` (or as it is when the time runs out)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        record: dict[str, Any] = httpx.get(f"{base_url}/v1/translations/{record_id}").json()
+        if record["status"] == status or time.monotonic() > deadline:
+            return record
+        time.sleep(0.05)

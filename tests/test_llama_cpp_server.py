@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from dragoman.providers.local import bundled_model_path
 from tests.conftest import ServerThread, free_port
-from tests.helpers import v1_events
+from tests.helpers import v1_events, wait_until_answers
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +40,7 @@ def llama_server() -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "llama_cpp.server failed"
-            time.sleep(0.2)
+        assert wait_until_answers(f"{base}/models", proc), "llama_cpp.server did not start"
         yield base
     finally:
         proc.terminate()

@@ -18,7 +18,7 @@ import pytest
 from dragoman.providers.examples import EXAMPLES, LABELS
 from dragoman.providers.local import bundled_model_path
 from tests.conftest import ServerThread
-from tests.helpers import raw_events, raw_text, v1_events, v1_text
+from tests.helpers import raw_events, raw_text, v1_events, v1_text, wait_for_record
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 KANA_KANJI = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -141,15 +141,6 @@ class _Stream:
         self.thread.join(10)
 
 
-def _record(server: ServerThread, record_id: str, status: str) -> dict[str, object]:
-    deadline = time.monotonic() + 30
-    while True:
-        record: dict[str, object] = httpx.get(f"{server.url}/v1/translations/{record_id}").json()
-        if record["status"] == status or time.monotonic() > deadline:
-            return record
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def streams() -> Iterator[list[_Stream]]:
     opened: list[_Stream] = []
@@ -186,12 +177,12 @@ def test_queue_positions_full_queue_and_cancellation(
     # B leaves the queue: C moves up, B's record ends cancelled with nothing produced.
     waiting_b.close()
     waiting_c.wait_for(lambda: ("queued", {"position": 1}) in waiting_c.events[2:])
-    record_b = _record(server, waiting_b.record_id, "cancelled")
+    record_b = wait_for_record(server.url, waiting_b.record_id, "cancelled")
     assert record_b["status"] == "cancelled" and record_b["translation"] == ""
 
     # The running client leaves: its generation stops and C is served.
     running.close()
-    record_a = _record(server, running.record_id, "cancelled")
+    record_a = wait_for_record(server.url, running.record_id, "cancelled")
     assert record_a["status"] == "cancelled"
     usage = record_a["usage"]
     assert isinstance(usage, dict) and usage["completion_tokens"] < 300

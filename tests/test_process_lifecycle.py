@@ -17,6 +17,7 @@ from httpx_sse import connect_sse
 
 from tests.conftest import free_port
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import wait_until_answers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,18 +37,10 @@ class ServeProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                out, _ = self.proc.communicate(timeout=10)
-                raise RuntimeError(f"dragoman serve did not start:\n{out}")
-            time.sleep(0.1)
+        if not wait_until_answers(f"{self.url}/healthz", self.proc, 60):
+            self.proc.kill()
+            out, _ = self.proc.communicate(timeout=10)
+            raise RuntimeError(f"dragoman serve did not start:\n{out}")
 
     @property
     def url(self) -> str:

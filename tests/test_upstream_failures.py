@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import raw_events, v1_events
+from tests.helpers import raw_events, v1_events, wait_for_record
 
 
 def _record(client: httpx.Client, response: httpx.Response) -> dict[str, object]:
@@ -20,15 +20,6 @@ def _record(client: httpx.Client, response: httpx.Response) -> dict[str, object]
         f"/v1/translations/{response.headers['x-translation-id']}"
     ).json()
     return record
-
-
-def _wait_record(client: httpx.Client, record_id: str, status: str) -> dict[str, object]:
-    deadline = time.monotonic() + 10
-    while True:
-        record: dict[str, object] = client.get(f"/v1/translations/{record_id}").json()
-        if record["status"] == status or time.monotonic() > deadline:
-            return record
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("path", ["/translate", "/v1/translations", "stream-false"])
@@ -132,7 +123,7 @@ def test_disconnect_mid_stream_closes_upstream(
         record_id = response.headers["x-translation-id"]
         response.close()
     assert fake.closed_event(tag).wait(5), "the upstream connection stayed open"
-    record = _wait_record(client, record_id, "cancelled")
+    record = wait_for_record(str(client.base_url).rstrip("/"), record_id, "cancelled")
     assert record["status"] == "cancelled"
 
 
