@@ -235,3 +235,18 @@ def test_model_path_with_chat_template(local: Callable[..., ServerThread], tmp_p
     start, done = json.loads(events[0].data), json.loads(events[-1].data)
     assert start["model"] == "instruct.gguf"
     assert done["status"] == "succeeded" and done["model"] == "instruct.gguf"
+
+
+def test_unloadable_model_fails_requests(
+    make_server: Callable[..., ServerThread], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    server = make_server(provider="local", model_path=str(broken))
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.get("/readyz").json()["error"]["code"] == "not_ready"
+        response = client.post("/translate", json={"lang": "ko", "message": "hello"})
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "upstream_error"
+        record = client.get(f"/v1/translations/{response.headers['x-translation-id']}").json()
+        assert record["status"] == "failed"

@@ -80,6 +80,7 @@ class LocalProvider:
         self._waiting: collections.deque[_Ticket] = collections.deque()
         self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._load_failed = False
 
     @property
     def model(self) -> str:
@@ -89,8 +90,14 @@ class LocalProvider:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._llm, self._chat = await asyncio.to_thread(self._load)
-        self._notify()
+        try:
+            self._llm, self._chat = await asyncio.to_thread(self._load)
+        except Exception:
+            # Nobody may wait for a model that will never come: waiting requests fail now.
+            self._load_failed = True
+            raise
+        finally:
+            self._notify()
 
     def _load(self) -> tuple[Any, bool]:
         from llama_cpp import Llama
@@ -139,6 +146,8 @@ class LocalProvider:
         try:
             shown = 0
             while not (self._llm is not None and not self._busy and self._waiting[0] is ticket):
+                if self._load_failed:
+                    raise UpstreamError("The local model could not be loaded.")
                 position = self._position(ticket)
                 if position != shown:
                     shown = position
