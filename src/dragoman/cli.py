@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -99,10 +100,88 @@ def serve(
     )
 
 
+# translate and history: in-process on the configured provider, or against --server.
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="DRAGOMAN_SERVER",
+        help="URL of a running dragoman service; without it the configured provider runs "
+        "in this process.",
+    ),
+]
+
+
+@app.command()
+def translate(
+    to: Annotated[str, typer.Option("--to", help="Target language tag, e.g. ko-KR.")],
+    text: Annotated[
+        str | None, typer.Argument(help="Text to translate; else --file or stdin.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--from", help="Source language; detected if absent.")
+    ] = None,
+    script: Annotated[
+        str | None, typer.Option("--script", help="Script id to file the records under.")
+    ] = None,
+    server: ServerOption = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Translate this file line by line.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the translation here instead of stdout.")
+    ] = None,
+) -> None:
+    """Translate a text (or a file, or stdin, line by line), printing it as it streams."""
+    from dragoman.translate_cli import run_translate
+
+    if text is not None and file is not None:
+        _fail_usage("give a text or --file, not both.")
+    if text is None and file is None and sys.stdin.isatty():
+        _fail_usage("give a text, --file PATH, or pipe text on standard input.")
+    if file is not None and not file.is_file():
+        _fail_usage(f"no such file: {file}")
+    settings = None if server else _settings_or_exit()
+    code = run_translate(
+        text=text,
+        to=to,
+        source=source,
+        script_id=script,
+        server=server,
+        file=file,
+        out=out,
+        settings=settings,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def history(
+    script: Annotated[
+        str | None, typer.Option("--script", help="Only this script's records.")
+    ] = None,
+    server: ServerOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
+    limit: Annotated[
+        int, typer.Option(help="At most this many records, newest first.", min=1)
+    ] = 50,
+) -> None:
+    """Show the stored translations, newest first."""
+    from dragoman.translate_cli import run_history
+
+    settings = None if server else _settings_or_exit()
+    raise typer.Exit(
+        run_history(
+            script_id=script, server=server, as_json=as_json, limit=limit, settings=settings
+        )
+    )
+
+
 def main() -> None:
     app(prog_name="dragoman")
 
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

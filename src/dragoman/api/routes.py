@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from dragoman.api.deps import RegistryDep, StoreDep, TranslatorDep
 from dragoman.api.errors import error_response
@@ -127,6 +128,14 @@ async def list_translations(
 @router.get("/v1/languages", response_model=LanguagesOut)
 async def list_languages(translator: TranslatorDep) -> Any:
     return {"languages": translator.provider.languages.listing()}
+
+
+_PLAYGROUND = Path(__file__).resolve().parent.parent / "web" / "index.html"
+
+
+@router.get("/", include_in_schema=False)
+async def playground() -> Response:
+    return FileResponse(_PLAYGROUND, media_type="text/html; charset=utf-8")
 
 
 @router.get("/healthz")

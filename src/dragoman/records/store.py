@@ -83,8 +83,15 @@ class RecordStore:
 
     async def prepare(self) -> int:
         """Apply migrations and finish the records a dead process left open. Returns that count."""
+        await self.migrate()
+        return await self.finish_orphans()
+
+    async def migrate(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
+
+    async def finish_orphans(self) -> int:
+        """Only for a server starting up: any `streaming` record then belongs to a dead process."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(_table)

@@ -1,0 +1,363 @@
+"""A Python client for a running dragoman service.
+
+    from dragoman.client import Client
+
+    with Client("http://127.0.0.1:8000") as client:
+        for piece in client.stream("The weather is nice today.", "ko"):
+            print(piece, end="", flush=True)
+
+`stream()` yields each piece of the translation as it arrives (their concatenation is the
+record's `translation`, exactly); `translate()` returns the finished record; `history()` the
+records of a script, newest first. Every error the service can answer is raised as the
+subclass of `DragomanClientError` named after its code. Only httpx and httpx-sse are imported:
+no server, no model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import Any, TypedDict
+
+import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ConnectionLost",
+    "DatabaseUnavailable",
+    "DragomanClientError",
+    "InternalError",
+    "InvalidRequest",
+    "NotFound",
+    "NotReady",
+    "QueueFull",
+    "ServerUnreachable",
+    "ShuttingDown",
+    "TextTooLong",
+    "TranslationRecord",
+    "UnsupportedLanguage",
+    "UpstreamError",
+    "UpstreamRateLimited",
+    "UpstreamTimeout",
+]
+
+
+class TranslationRecord(TypedDict):
+    id: str
+    script_id: str | None
+    source_lang: str | None
+    target_lang: str
+    text: str
+    translation: str
+    status: str
+    error: dict[str, str] | None
+    provider: str
+    model: str
+    usage: dict[str, int] | None
+    created_at: str
+    first_token_ms: int | None
+    total_ms: int | None
+
+
+class DragomanClientError(Exception):
+    """An error answered by the service (or the failure to reach it)."""
+
+    code = "internal_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+class InvalidRequest(DragomanClientError):
+    code = "invalid_request"
+
+
+class UnsupportedLanguage(DragomanClientError):
+    code = "unsupported_language"
+
+
+class TextTooLong(DragomanClientError):
+    code = "text_too_long"
+
+
+class NotFound(DragomanClientError):
+    code = "not_found"
+
+
+class UpstreamRateLimited(DragomanClientError):
+    code = "upstream_rate_limited"
+
+
+class UpstreamError(DragomanClientError):
+    code = "upstream_error"
+
+
+class UpstreamTimeout(DragomanClientError):
+    code = "upstream_timeout"
+
+
+class QueueFull(DragomanClientError):
+    code = "queue_full"
+
+
+class DatabaseUnavailable(DragomanClientError):
+    code = "database_unavailable"
+
+
+class NotReady(DragomanClientError):
+    code = "not_ready"
+
+
+class ShuttingDown(DragomanClientError):
+    code = "shutting_down"
+
+
+class InternalError(DragomanClientError):
+    code = "internal_error"
+
+
+class ServerUnreachable(DragomanClientError):
+    """The service could not be reached at all (refused, DNS, timeout on connect)."""
+
+    code = "server_unreachable"
+
+
+class ConnectionLost(DragomanClientError):
+    """The connection broke or timed out after the service had answered."""
+
+    code = "connection_lost"
+
+
+def _transport_error(base_url: object, exc: httpx.TransportError) -> DragomanClientError:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServerUnreachable(f"cannot reach {base_url}: {exc}")
+    return ConnectionLost(f"connection to {base_url} lost: {exc}")
+
+
+_BY_CODE: dict[str, type[DragomanClientError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequest, UnsupportedLanguage, TextTooLong, NotFound, UpstreamRateLimited,
+        UpstreamError, UpstreamTimeout, QueueFull, DatabaseUnavailable, NotReady, ShuttingDown,
+        InternalError,
+    )
+}  # fmt: skip
+
+
+def _error(body: Any, status: int | None, retry_after: str | None = None) -> DragomanClientError:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return InternalError(f"unexpected answer (HTTP {status})", status=status)
+    cls = _BY_CODE.get(str(error.get("code")), InternalError)
+    seconds = None
+    if retry_after:
+        try:
+            seconds = float(retry_after)
+        except ValueError:
+            seconds = None
+    return cls(str(error.get("message", "")), status=status, retry_after=seconds)
+
+
+def _status_error(response: httpx.Response) -> DragomanClientError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return _error(body, response.status_code, response.headers.get("retry-after"))
+
+
+def _body(
+    text: str, to: str, source: str | None, script_id: str | None, stream: bool
+) -> dict[str, Any]:
+    return {
+        "text": text,
+        "target_lang": to,
+        "source_lang": source,
+        "script_id": script_id,
+        "stream": stream,
+    }
+
+
+class _Events:
+    """Turns the v1 events into pieces; keeps the final record."""
+
+    def __init__(self) -> None:
+        self.record: TranslationRecord | None = None
+
+    def handle(self, event: ServerSentEvent) -> str | None:
+        if event.event == "delta":
+            text: str = json.loads(event.data)["text"]
+            return text
+        if event.event == "done":
+            self.record = json.loads(event.data)
+        elif event.event == "error":
+            raise _error(json.loads(event.data), 200)
+        return None
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+        self.last_record: TranslationRecord | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def stream(
+        self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
+    ) -> Iterator[str]:
+        """Each piece of the translation as it arrives; the record then is `last_record`."""
+        events = _Events()
+        try:
+            with connect_sse(
+                self._http, "POST", "/v1/translations",
+                json=_body(text, to, source, script_id, True),
+            ) as source_events:  # fmt: skip
+                if source_events.response.status_code != 200:
+                    source_events.response.read()
+                    raise _status_error(source_events.response)
+                for event in source_events.iter_sse():
+                    piece = events.handle(event)
+                    if piece is not None:
+                        yield piece
+        except httpx.TransportError as exc:
+            raise _transport_error(self._http.base_url, exc) from exc
+        self.last_record = events.record
+
+    def translate(
+        self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
+    ) -> TranslationRecord:
+        record: TranslationRecord = self._request(
+            "POST", "/v1/translations", json=_body(text, to, source, script_id, False)
+        )
+        return record
+
+    def get(self, translation_id: str) -> TranslationRecord:
+        record: TranslationRecord = self._request("GET", f"/v1/translations/{translation_id}")
+        return record
+
+    def history(self, script_id: str | None = None, *, limit: int = 200) -> list[TranslationRecord]:
+        """Records of a script (all scripts when None), newest first, every page."""
+        records: list[TranslationRecord] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if script_id is not None:
+                params["script_id"] = script_id
+            if cursor:
+                params["cursor"] = cursor
+            page = self._request("GET", "/v1/translations", params=params)
+            records += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return records
+
+    def languages(self) -> list[dict[str, str]]:
+        languages: list[dict[str, str]] = self._request("GET", "/v1/languages")["languages"]
+        return languages
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise _transport_error(self._http.base_url, exc) from exc
+        if response.status_code != 200:
+            raise _status_error(response)
+        return response.json()
+
+
+class AsyncClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self.last_record: TranslationRecord | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def stream(
+        self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
+    ) -> AsyncIterator[str]:
+        events = _Events()
+        try:
+            async with aconnect_sse(
+                self._http, "POST", "/v1/translations",
+                json=_body(text, to, source, script_id, True),
+            ) as source_events:  # fmt: skip
+                if source_events.response.status_code != 200:
+                    await source_events.response.aread()
+                    raise _status_error(source_events.response)
+                async for event in source_events.aiter_sse():
+                    piece = events.handle(event)
+                    if piece is not None:
+                        yield piece
+        except httpx.TransportError as exc:
+            raise _transport_error(self._http.base_url, exc) from exc
+        self.last_record = events.record
+
+    async def translate(
+        self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
+    ) -> TranslationRecord:
+        record: TranslationRecord = await self._request(
+            "POST", "/v1/translations", json=_body(text, to, source, script_id, False)
+        )
+        return record
+
+    async def get(self, translation_id: str) -> TranslationRecord:
+        record: TranslationRecord = await self._request("GET", f"/v1/translations/{translation_id}")
+        return record
+
+    async def history(
+        self, script_id: str | None = None, *, limit: int = 200
+    ) -> list[TranslationRecord]:
+        records: list[TranslationRecord] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if script_id is not None:
+                params["script_id"] = script_id
+            if cursor:
+                params["cursor"] = cursor
+            page = await self._request("GET", "/v1/translations", params=params)
+            records += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return records
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise _transport_error(self._http.base_url, exc) from exc
+        if response.status_code != 200:
+            raise _status_error(response)
+        return response.json()

@@ -1,0 +1,119 @@
+"""The web playground in a real browser: Debian's chromium driven by Playwright.
+
+Set DRAGOMAN_REQUIRE_BROWSER=1 (CI does) to make a missing browser a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ServerThread
+from tests.fake_openai import FakeOpenAI
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("DRAGOMAN_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser required but unavailable: {reason}")
+    pytest.skip(f"browser tests skipped: {reason}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        _unavailable("no chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+def _open(browser: Any, server: ServerThread, locale: str = "en-US") -> Any:
+    context = browser.new_context(locale=locale, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto(f"{server.url}/")
+    page.wait_for_function("document.getElementById('target').options.length > 5")
+    return page
+
+
+def test_translation_arrives_live_then_stop_and_history(
+    browser: Any, make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server()
+    page = _open(browser, server)
+    assert page.input_value("#target") == "en"  # the browser's language
+    page.fill("#script", "browser-1")
+    page.select_option("#target", "ko")
+    page.fill("#text", "[[slow:browser-live:8:0.15]]")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    seen: list[str] = []
+    page.wait_for_function("document.getElementById('output').textContent.length > 0")
+    deadline = time.monotonic() + 20
+    while page.is_disabled("#translate") and time.monotonic() < deadline:
+        text = page.text_content("#output") or ""
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
+        time.sleep(0.03)
+    assert page.text_content("#output") == "".join(f"p{i} " for i in range(8))
+    assert len(seen) >= 3, seen  # it grew piece by piece
+    assert page.text_content("#provider") == "openai"
+    assert page.text_content("#model") == "fake-model"
+    assert "ms" in (page.text_content("#ttft") or "")
+
+    # A slow one, stopped: the upstream connection closes and the record ends cancelled.
+    page.fill("#text", "[[slow:browser-stop:500:0.05]]")
+    page.focus("#text")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("document.getElementById('output').textContent.length > 0")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    assert fake.closed_event("browser-stop").wait(5)
+    page.wait_for_function("document.getElementById('message').textContent === 'Stopped.'")
+
+    page.wait_for_function("document.querySelectorAll('#history li').length === 2")
+    history = page.text_content("#history") or ""
+    assert "cancelled" in history and "succeeded" in history
+    records = httpx.get(f"{server.url}/v1/translations", params={"script_id": "browser-1"}).json()
+    assert [r["status"] for r in records["items"]] == ["cancelled", "succeeded"]
+    if os.environ.get("DRAGOMAN_SCREENSHOT"):
+        page.screenshot(path=os.environ["DRAGOMAN_SCREENSHOT"], full_page=True)
+
+
+def test_errors_are_shown_and_language_preselected(
+    browser: Any, make_server: Callable[..., ServerThread]
+) -> None:
+    server = make_server()
+    page = _open(browser, server, locale="ko-KR")
+    assert page.input_value("#target") == "ko"
+    page.get_by_role("button", name="Translate", exact=True).click()  # nothing typed
+    assert page.text_content("#message") == "Type a text to translate."
+    page.fill("#text", "x [[error:429]]")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('rate limited')"
+    )
+    page.fill("#text", "a b c [[drop:2]]")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    page.wait_for_function("document.getElementById('message').textContent.includes('broke off')")
+    assert page.text_content("#output") == "T:a"
