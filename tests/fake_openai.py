@@ -259,3 +259,24 @@ def _delta(text: str) -> bytes:
         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
     }
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def main() -> None:
+    """Run standalone (the benchmark's upstream): every request streams the same pieces."""
+    import argparse
+
+    import uvloop
+
+    parser = argparse.ArgumentParser(description="fake OpenAI-compatible streaming server")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pieces", type=int, default=283)
+    parser.add_argument("--piece", default="tok ")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between pieces")
+    args = parser.parse_args()
+    fake = FakeOpenAI(pieces_per_request=args.pieces, piece=args.piece)
+    fake.delay_s = args.delay
+    uvloop.run(fake.serve_forever(args.port))
+
+
+if __name__ == "__main__":
+    main()

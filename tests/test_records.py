@@ -62,3 +62,26 @@ def test_pagination_newest_first_without_gaps(client: httpx.Client) -> None:
             break
     assert seen == list(reversed(ids))
     assert len(client.get("/v1/translations").json()["items"]) == 8
+
+
+def test_database_outage_is_503_then_recovers(client: httpx.Client, db_url: str) -> None:
+    import sqlite3
+
+    path = db_url.split("///", 1)[1]
+    client.post("/v1/translations", json={"text": "warm", "target_lang": "ko", "stream": False})
+    with sqlite3.connect(path) as conn:  # the table goes away under the running service
+        conn.execute("ALTER TABLE translations RENAME TO translations_away")
+    first = client.post("/v1/translations", json={"text": "a b", "target_lang": "ko"})
+    # Its pieces were already out when the write failed: the failure is in-band.
+    assert first.status_code == 200 and "event: error" in first.text
+    assert "database_unavailable" in first.text
+    second = client.post("/translate", json={"lang": "ko", "message": "c d"})
+    assert second.status_code == 503
+    assert second.json()["error"]["code"] == "database_unavailable"
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE translations_away RENAME TO translations")
+    third = client.post(
+        "/v1/translations", json={"text": "e f", "target_lang": "ko", "stream": False}
+    )
+    assert third.status_code == 200
+    assert client.get(f"/v1/translations/{third.json()['id']}").json()["status"] == "succeeded"

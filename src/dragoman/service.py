@@ -2,7 +2,7 @@
 
 Both endpoints are encodings of the events a `Job` yields:
 
-- `str`: a piece of translated text (never empty);
+- `list[str]`: pieces of translated text that arrived together (never empty, nor any piece);
 - `Queued`: the request waits for the local model (position 1 is next);
 - `Finished`: the record, committed as `succeeded`;
 - `Failed`: the error, with the record committed as `failed`.
@@ -51,7 +51,7 @@ class Failed:
     record: Record
 
 
-Event = str | Queued | Finished | Failed
+Event = list[str] | Queued | Finished | Failed
 
 
 class Translator:
@@ -112,7 +112,7 @@ class Job:
         translator: Translator,
         record: Record,
         task: TranslationTask,
-        pieces: AsyncIterator[str | Queued],
+        pieces: AsyncIterator[list[str] | Queued],
         state: StreamState,
     ) -> None:
         self._translator = translator
@@ -124,6 +124,7 @@ class Job:
         # the path to the first token).
         self._detect_after = task.source_lang is None and not translator.provider.needs_source_lang
         self.abort_error: DragomanError | None = None
+        self._created: asyncio.Future[None] | None = None
         self.final: asyncio.Future[None] | None = None
 
     def abort(self, error: DragomanError) -> None:
@@ -136,13 +137,20 @@ class Job:
         record = self.record
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        # Creating the record overlaps the upstream request; it is awaited at the first piece.
         if self._task.source_lang is None and translator.provider.needs_source_lang:
             detected = await translator.detector.detect_async(
                 record.text, translator.provider.languages
             )
             self._task.source_lang = record.source_lang = detected
-        created = store.create(record)
+        # The record is written once the first event is out, so that the database never sits in
+        # front of the first token; its final state is awaited before the last byte. While
+        # writes are failing, it is written first instead, so that an outage is a plain 503.
+        if store.failing:
+            try:
+                await _stored(self._create())
+            except DatabaseUnavailable as exc:
+                yield Failed(exc, record)
+                return
         parts: list[str] = []
         error: DragomanError | None = None
         timeout_s = translator.settings.first_token_timeout_s
@@ -151,19 +159,18 @@ class Job:
                 deadline = asyncio.timeout(timeout_s)
                 async with deadline:
                     async for item in self._pieces:
-                        if type(item) is str:
-                            if not item:
-                                continue
+                        if type(item) is list:
                             if not parts:
                                 deadline.reschedule(None)
                                 record.first_token_ms = _ms_since(started)
-                                await _stored(created)
-                            parts.append(item)
+                            parts += item
                             yield item
+                            self._create()
                         elif isinstance(item, Queued):
                             # Waiting in the queue does not count toward the first-token wait.
                             deadline.reschedule(None)
                             yield item
+                            self._create()
                             if not parts:
                                 deadline.reschedule(loop.time() + timeout_s)
             except TimeoutError:
@@ -190,7 +197,7 @@ class Job:
                 record.text, translator.provider.languages
             )
         try:
-            await _stored(created)
+            await _stored(self._create())
             await _stored(store.finish(record))
         except DatabaseUnavailable as exc:
             if error is None:
@@ -210,6 +217,11 @@ class Job:
             record.error_code = error.code
             record.error_message = error.message
 
+    def _create(self) -> asyncio.Future[None]:
+        if self._created is None:
+            self._created = self._translator.store.create(self.record)
+        return self._created
+
     def _end_now(self, parts: list[str], started: float) -> None:
         """Cancelled or aborted: queue the final state without awaiting anything."""
         if self.abort_error is not None:
@@ -217,6 +229,7 @@ class Job:
         else:
             self._fill(parts, started, None)
             self.record.status = "cancelled"
+        self._create()
         self.final = self._translator.store.finish(self.record)
         _log_end(self.record)
 

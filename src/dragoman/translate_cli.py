@@ -137,8 +137,9 @@ class _InProcess:
         except DragomanError as exc:
             raise TranslationFailed(exc.code, exc.message) from exc
         async for event in job.events():
-            if type(event) is str:
-                yield event
+            if type(event) is list:
+                for piece in event:
+                    yield piece
             elif isinstance(event, Failed):
                 raise TranslationFailed(event.error.code, event.error.message)
 

@@ -1,4 +1,7 @@
-"""Dependencies: the long-lived objects that the lifespan put on `app.state`."""
+"""Dependencies: the long-lived objects that the lifespan put on `app.state`.
+
+Async on purpose: FastAPI runs plain functions in a thread pool, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,17 @@ from dragoman.records.store import RecordStore
 from dragoman.service import Translator
 
 
-def _translator(request: Request) -> Translator:
+async def _translator(request: Request) -> Translator:
     translator: Translator = request.app.state.translator
     return translator
 
 
-def _store(request: Request) -> RecordStore:
+async def _store(request: Request) -> RecordStore:
     store: RecordStore = request.app.state.store
     return store
 
 
-def _registry(request: Request) -> StreamRegistry:
+async def _registry(request: Request) -> StreamRegistry:
     registry: StreamRegistry = request.app.state.registry
     return registry
 

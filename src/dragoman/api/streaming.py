@@ -154,8 +154,8 @@ class JobResponse(Response):
         encoder = RawTextEncoder()
         body: Message = {"type": "http.response.body", "body": b"", "more_body": True}
         async for event in self.job.events():
-            if type(event) is str:
-                chunk = encoder.piece(event)
+            if type(event) is list:
+                chunk = b"".join([encoder.piece(piece) for piece in event])
                 if not chunk:
                     continue
                 if not self._started:
@@ -183,9 +183,9 @@ class JobResponse(Response):
             if not self._started:
                 await self._start(send)
                 prefix = self._start_event()
-            if type(event) is str:
+            if type(event) is list:
                 self._sent += 1
-                body = prefix + encoder.delta(event)
+                body = prefix + b"".join([encoder.delta(piece) for piece in event])
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             elif isinstance(event, Queued):
                 body = prefix + encoder.event("queued", {"position": event.position})

@@ -49,8 +49,11 @@ class Provider(Protocol):
     async def check_ready(self) -> bool:
         """A fresh readiness probe for /readyz."""
 
-    def stream(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str | Queued]:
-        """Text pieces as the model writes them (and queue updates for a local model).
+    def stream(
+        self, task: TranslationTask, state: StreamState
+    ) -> AsyncIterator[list[str] | Queued]:
+        """Batches of text pieces as the model writes them (and queue updates, for a local
+        model). A batch holds the pieces that arrived together; pieces are never empty.
 
         Raises `DragomanError` subclasses: upstream rate limits, errors and timeouts, full queue.
         Cancelling the consumer must stop the model's work (close the upstream connection, or

@@ -43,12 +43,28 @@ def bundled_model_path() -> Path:
     return Path(assemble())
 
 
+# Full stops that do not end a sentence: "Mr. Tanaka", "9 a.m. on Monday", "e.g. this".
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Jr|vs|etc|No|Vol)|\b\w\.\w)\.$", re.I)
+
+
+def split_sentences(line: str) -> list[str]:
+    sentences: list[str] = []
+    for part in _SENTENCE_END.split(line.strip()):
+        if not part:
+            continue
+        if sentences and (_ABBREVIATION.search(sentences[-1]) or part[0].islower()):
+            sentences[-1] += " " + part
+        else:
+            sentences.append(part)
+    return sentences
+
+
 def split_segments(text: str) -> list[tuple[str, str]]:
     """The text as (sentence, separator-after-it) pairs; line breaks are kept as separators."""
     segments: list[tuple[str, str]] = []
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        sentences = [s for s in _SENTENCE_END.split(line.strip()) if s]
+        sentences = split_sentences(line)
         for j, sentence in enumerate(sentences):
             last_in_line = j == len(sentences) - 1
             segments.append((sentence, "" if last_in_line else " "))
@@ -131,7 +147,9 @@ class LocalProvider:
     def _position(self, ticket: _Ticket) -> int:
         return self._waiting.index(ticket) + 1
 
-    def stream(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str | Queued]:
+    def stream(
+        self, task: TranslationTask, state: StreamState
+    ) -> AsyncIterator[list[str] | Queued]:
         """Admission happens here, before the request is accepted: a full queue is refused."""
         if len(self._waiting) >= self._settings.queue_max:
             raise QueueFull(headers={"Retry-After": "5"})
@@ -141,7 +159,7 @@ class LocalProvider:
 
     async def _run(
         self, ticket: _Ticket, task: TranslationTask, state: StreamState
-    ) -> AsyncIterator[str | Queued]:
+    ) -> AsyncIterator[list[str] | Queued]:
         holding = generating = False
         try:
             shown = 0
@@ -162,7 +180,7 @@ class LocalProvider:
             # on owns the slot and frees it when the thread is done.
             generating = True
             async for piece in self._generate(task, state):
-                yield piece
+                yield [piece]
         finally:
             if not holding and ticket in self._waiting:
                 self._waiting.remove(ticket)

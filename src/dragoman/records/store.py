@@ -80,6 +80,8 @@ class RecordStore:
         self.engine = make_engine(url)
         self._queue: asyncio.Queue[tuple[str, Record, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # True while the last write failed: requests then wait for their record's creation.
+        self.failing = False
 
     async def prepare(self) -> int:
         """Apply migrations and finish the records a dead process left open. Returns that count."""
@@ -162,6 +164,7 @@ class RecordStore:
         except (SQLAlchemyError, OSError) as exc:
             log.error("record_write_failed", error=type(exc).__name__, detail=str(exc)[:300])
             error = exc
+        self.failing = error is not None
         for _, _, future in batch:
             if future.done():
                 continue

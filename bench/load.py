@@ -1,0 +1,302 @@
+"""Streaming gateway benchmark: dragoman against the original design, and the upstream itself.
+
+    python -m bench.load                  # full run (a few minutes)
+    python -m bench.load --quick          # seconds-long smoke run
+
+Starts, side by side in this run, each in a process of its own:
+
+1. a fast fake OpenAI-compatible upstream (tests/fake_openai.py on uvloop) streaming `--pieces`
+   pieces of `--piece` per request, `--delay` seconds apart;
+2. `dragoman serve` pointed at it;
+3. the baseline, `bench/baseline_app.py`: the original design (awaited SQLAlchemy insert, then
+   LangChain `ChatOpenAI(streaming=True).astream` through FastAPI's `StreamingResponse`);
+
+and reads all three the same way, with a raw-socket client on uvloop that counts SSE `data:`
+events as they arrive. The upstream read directly is the limit row. Reported for each: time to
+first text at concurrency 1 (p50, p99), pieces per second and the p99 gap between pieces at 100
+and at 1,000 concurrent streams, server CPU seconds per 1,000 pieces, and server memory (RSS)
+at the peak of the 1,000-stream run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvloop
+
+from tests.conftest import free_port
+from tests.helpers import wait_until_answers
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    pid: int
+    request: bytes
+    marker: bytes
+
+
+@dataclass
+class Phase:
+    pieces: int = 0
+    seconds: float = 0.0
+    gaps: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    rss_peak_mb: float = 0.0
+    errors: int = 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _http_post(path: str, body: dict[str, object]) -> bytes:
+    payload = json.dumps(body).encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode() + payload
+
+
+async def _stream(target: Target, gaps: list[float] | None) -> tuple[int, float | None]:
+    """One request: (text pieces received, seconds to the first one)."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+    writer.write(target.request)
+    pieces, first, last, tail = 0, None, 0.0, b""
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            now = time.perf_counter()
+            window = tail + data
+            # Counting the piece's own text reads every format the same way (JSON chunks,
+            # raw data lines) and ignores empty events.
+            count = window.count(target.marker) - tail.count(target.marker)
+            finished = b"[DONE]" in window
+            if count > 0:
+                if first is None:
+                    first = now - started
+                elif gaps is not None:
+                    gaps.append(now - last)
+                if gaps is not None and count > 1:
+                    gaps.extend([0.0] * (count - 1))
+                last = now
+                pieces += count
+            if finished:
+                break
+            tail = window[-(len(target.marker) - 1) :] if len(target.marker) > 1 else b""
+    finally:
+        writer.close()
+    return pieces, first
+
+
+async def first_text(target: Target, runs: int) -> list[float]:
+    times = []
+    for i in range(runs + 5):
+        _, first = await _stream(target, None)
+        if first is not None and i >= 5:
+            times.append(first * 1000)
+    return times
+
+
+async def concurrent(target: Target, streams: int, expected: int) -> Phase:
+    phase = Phase()
+    gaps: list[float] = []
+    peak = [_rss_mb(target.pid)]
+    stop = asyncio.Event()
+
+    async def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mb(target.pid))
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample())
+    cpu0 = _cpu_seconds(target.pid)
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(_stream(target, gaps) for _ in range(streams)), return_exceptions=True
+    )
+    phase.seconds = time.perf_counter() - started
+    phase.cpu_s = _cpu_seconds(target.pid) - cpu0
+    stop.set()
+    await sampler
+    for result in results:
+        if isinstance(result, BaseException) or result[0] != expected:
+            phase.errors += 1
+        else:
+            phase.pieces += result[0]
+    phase.gaps = gaps
+    phase.rss_peak_mb = peak[0]
+    return phase
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _start(
+    cmd: list[str], env: dict[str, str], port: int, ready_path: str
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_until_answers(f"http://127.0.0.1:{port}{ready_path}", proc, 60):
+        proc.kill()
+        raise SystemExit(f"could not start: {' '.join(cmd)}")
+    return proc
+
+
+async def measure(target: Target, args: argparse.Namespace) -> dict[str, object]:
+    ttft = await first_text(target, args.ttft_runs)
+    idle_rss = _rss_mb(target.pid)
+    row: dict[str, object] = {"ttft": ttft, "idle_rss": idle_rss}
+    for streams in args.streams:
+        row[streams] = await concurrent(target, streams, args.pieces)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pieces", type=int, default=283)
+    parser.add_argument("--piece", default="word ", help="must contain a non-space marker")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--streams", default="100,1000")
+    parser.add_argument("--ttft-runs", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.pieces, args.streams, args.ttft_runs = 20, "10", 5
+    args.streams = [int(s) for s in args.streams.split(",")]
+
+    with tempfile.TemporaryDirectory() as workdir:
+        upstream_port, dragoman_port, baseline_port = free_port(), free_port(), free_port()
+        base_url = f"http://127.0.0.1:{upstream_port}/v1"
+        env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench"}
+        procs = []
+        try:
+            upstream = _start(
+                [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
+                 "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
+                env, upstream_port, "/v1/models",
+            )  # fmt: skip
+            procs.append(upstream)
+            dragoman = _start(
+                [sys.executable, "-m", "dragoman", "serve", "--port", str(dragoman_port)],
+                {**env, "DRAGOMAN_PROVIDER": "openai", "DRAGOMAN_LOG_LEVEL": "warning",
+                 "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/dragoman.db"},
+                dragoman_port, "/readyz",
+            )  # fmt: skip
+            procs.append(dragoman)
+            baseline = _start(
+                [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port",
+                 str(baseline_port), "--log-level", "warning", "--no-access-log"],
+                {**env, "BASELINE_DB": f"sqlite+aiosqlite:///{workdir}/baseline.db"},
+                baseline_port, "/docs",
+            )  # fmt: skip
+            procs.append(baseline)
+            upstream_request = _http_post(
+                "/v1/chat/completions",
+                {"model": "fake-model", "stream": True,
+                 "messages": [{"role": "user", "content": "hello"}]},
+            )  # fmt: skip
+            translate = _http_post("/translate", {"lang": "ko", "message": "hello"})
+            marker = args.piece.strip().encode()
+            targets = [
+                Target(
+                    "upstream read directly (limit)",
+                    upstream_port,
+                    upstream.pid,
+                    upstream_request,
+                    marker,
+                ),
+                Target("dragoman", dragoman_port, dragoman.pid, translate, marker),
+                Target(
+                    "baseline (original design)", baseline_port, baseline.pid, translate, marker
+                ),
+            ]
+            rows = {t.name: uvloop.run(measure(t, args)) for t in targets}
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+    report(rows, args)
+
+
+def report(rows: dict[str, dict[str, object]], args: argparse.Namespace) -> None:
+    streams = args.streams
+    print(
+        f"pieces per stream: {args.pieces} × {args.piece!r}, delay {args.delay}s; "
+        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    head = ["", "TTFT p50 ms", "TTFT p99 ms"]
+    for n in streams:
+        head += [f"pieces/s @{n}", f"p99 gap ms @{n}", f"CPU s/1k pieces @{n}", f"errors @{n}"]
+    head += [f"RSS peak MB @{streams[-1]}", f"KB per stream @{streams[-1]}"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    rates: dict[str, dict[int, float]] = {}
+    for name, row in rows.items():
+        ttft = row["ttft"]
+        assert isinstance(ttft, list)
+        cells = [name, f"{_pct(ttft, 0.5):.2f}", f"{_pct(ttft, 0.99):.2f}"]
+        rates[name] = {}
+        for n in streams:
+            phase = row[n]
+            assert isinstance(phase, Phase)
+            rate = phase.pieces / phase.seconds if phase.seconds else 0.0
+            rates[name][n] = rate
+            cpu = phase.cpu_s / phase.pieces * 1000 if phase.pieces else float("nan")
+            cells += [f"{rate:,.0f}", f"{_pct(phase.gaps, 0.99) * 1000:.1f}", f"{cpu:.3f}",
+                      str(phase.errors)]  # fmt: skip
+        last = row[streams[-1]]
+        assert isinstance(last, Phase)
+        idle = row["idle_rss"]
+        assert isinstance(idle, float)
+        cells += [
+            f"{last.rss_peak_mb:.0f}",
+            f"{(last.rss_peak_mb - idle) * 1024 / streams[-1]:.0f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    names = list(rows)
+    limit, ours, base = names
+    ttft = {name: _pct(rows[name]["ttft"], 0.5) for name in names}  # type: ignore[arg-type]
+    print()
+    print("| ratio | value |")
+    print("|---|---|")
+    for n in streams:
+        print(f"| dragoman / baseline, pieces/s @{n} | {rates[ours][n] / rates[base][n]:.1f}× |")
+        print(f"| dragoman / limit, pieces/s @{n} | {rates[ours][n] / rates[limit][n]:.2f}× |")
+    print(f"| dragoman TTFT p50 − limit TTFT p50 | {ttft[ours] - ttft[limit]:.2f} ms |")
+    print(f"| baseline TTFT p50 − limit TTFT p50 | {ttft[base] - ttft[limit]:.2f} ms |")
+    if len(streams) > 1:
+        lo, hi = streams[0], streams[-1]
+        print(
+            f"| dragoman time per piece @{hi} / @{lo} | {rates[ours][lo] / rates[ours][hi]:.2f}× |"
+        )
+
+
+if __name__ == "__main__":
+    main()
