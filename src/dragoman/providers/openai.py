@@ -131,6 +131,11 @@ class OpenAIProvider:
                             finished = done = True
                             break
                         finished = self._read_chunk(_parse(payload), state, batch) or finished
+                        if batch and not sent_any:
+                            # The first piece goes out before the rest of its read is parsed.
+                            sent_any = True
+                            yield batch
+                            batch = []
                     if batch:
                         sent_any = True
                         yield batch
