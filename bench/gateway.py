@@ -7,8 +7,8 @@ thread) and `dragoman serve` pointed at it (a separate process), then reports:
 
 - time to first token on `POST /translate` through dragoman against the upstream read
   directly (the limit), p50 and p99 at concurrency 1;
-- the time one record creation takes to commit (the writer task on a SQLite file), which
-  overlaps the upstream request instead of preceding it;
+- the time one record creation takes to commit (the writer task on a SQLite file), written
+  once the first event is out, so that it never delays the first token;
 - the time from a client dropping its connection mid-stream to the upstream seeing its own
   connection closed.
 """
@@ -149,7 +149,7 @@ def main() -> None:
         ("first token, upstream read directly", direct),
         ("first token through dragoman `/translate`", through),
         ("added by dragoman (paired runs)", added),
-        ("record creation commit (overlaps the upstream request)", commits),
+        ("record creation commit (written after the first event)", commits),
         ("client disconnect → upstream connection closed", drops),
     ]
     print(f"| measure ({args.runs} runs) | p50 ms | p99 ms |")
