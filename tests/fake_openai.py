@@ -8,6 +8,7 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[error:500]]`, `[[error:429]]` (with `Retry-After: 7`): fails before the stream;
 - `[[drop:N]]`: sends N pieces, then drops the connection;
 - `[[hang]]`: never answers; `[[stall:N]]`: sends N pieces, then goes silent;
+- `[[linger]]`: streams normally up to `[DONE]`, then never ends the HTTP body;
 - `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
   `closed[TAG]` is set.
 
@@ -173,6 +174,13 @@ class FakeOpenAI:
         if mode == "stall":
             for p in pieces[: int(arg)]:
                 self._chunk(writer, _delta(p))
+            await writer.drain()
+            await reader.read()
+            return False
+        if mode == "linger":
+            for p in pieces:
+                self._chunk(writer, _delta(p))
+            self._chunk(writer, b"data: [DONE]\n\n")
             await writer.drain()
             await reader.read()
             return False

@@ -146,3 +146,10 @@ def test_disconnect_before_first_byte_closes_upstream(
                 break
             time.sleep(0.05)
         assert items and items[0]["status"] == "cancelled"
+
+
+def test_body_left_open_after_done_still_succeeds(client: httpx.Client) -> None:
+    response, events = v1_events(client, {"text": "one two [[linger]]", "target_lang": "ko"})
+    assert [e.event for e in events][-1] == "done"
+    assert json.loads(events[-1].data)["translation"] == "T:one two"
+    assert _record(client, response)["status"] == "succeeded"

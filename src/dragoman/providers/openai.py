@@ -7,6 +7,7 @@ orjson, which costs a fraction of building the SDK's pydantic chunk objects per 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -119,7 +120,8 @@ class OpenAIProvider:
                 rest = b""
                 # Every network read yields the pieces it completed, as one batch: under load
                 # a read carries many pieces and the layers above handle them at once.
-                async for data in response.aiter_bytes():
+                chunks = response.aiter_bytes()
+                async for data in chunks:
                     lines = (rest + data).split(b"\n")
                     rest = lines.pop()
                     batch: list[str] = []
@@ -140,6 +142,7 @@ class OpenAIProvider:
                         sent_any = True
                         yield batch
                     if done:
+                        await _read_to_end(chunks)
                         break
                 if not finished:
                     raise UpstreamError("The translation model's stream ended early.")
@@ -191,6 +194,18 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+async def _read_to_end(chunks: AsyncIterator[bytes]) -> None:
+    """Read the body's end after [DONE], so that the connection goes back to the pool and the
+    next request finds it open. A server that keeps the body open gets a second, not more:
+    the translation is complete either way, and the response is closed after this."""
+    try:
+        async with asyncio.timeout(1.0):
+            async for _ in chunks:
+                pass
+    except (TimeoutError, httpx2.HTTPError):
+        pass
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
