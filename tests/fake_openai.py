@@ -7,7 +7,8 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[pieces:<json list>]]`: streams exactly these pieces;
 - `[[error:500]]`, `[[error:429]]` (with `Retry-After: 7`): fails before the stream;
 - `[[drop:N]]`: sends N pieces, then drops the connection;
-- `[[hang]]`: never answers; `[[stall:N]]`: sends N pieces, then goes silent;
+- `[[hang]]`: never answers; `[[close]]`: closes the connection without answering;
+- `[[stall:N]]`: sends N pieces, then goes silent;
 - `[[linger]]`: streams normally up to `[DONE]`, then never ends the HTTP body;
 - `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
   `closed[TAG]` is set.
@@ -151,6 +152,8 @@ class FakeOpenAI:
             self._json(writer, status, {"error": {"message": f"fake {status}"}}, extra)
             await writer.drain()
             return True
+        if mode == "close":
+            return False
         if mode == "hang":
             await reader.read()  # until the client gives up
             return False

@@ -36,8 +36,9 @@ def test_stream_joins_to_the_record(server: ServerThread) -> None:
 def test_translate_and_history_pages(server: ServerThread) -> None:
     with Client(server.url) as client:
         ids = [client.translate(f"n{i} words", "fr", script_id="pages")["id"] for i in range(5)]
-        history = client.history("pages", limit=2)
+        history = client.history("pages")  # every page
         assert [r["id"] for r in history] == list(reversed(ids))
+        assert [r["id"] for r in client.history("pages", limit=2)] == list(reversed(ids))[:2]
         assert history[0]["translation"] == "".join(default_pieces("n4 words"))
 
 

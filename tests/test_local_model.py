@@ -191,6 +191,23 @@ def test_queue_positions_full_queue_and_cancellation(
     assert done["status"] == "succeeded" and done["translation"]
 
 
+def test_time_in_the_queue_is_not_first_token_time(
+    local: Callable[..., ServerThread], streams: list[_Stream]
+) -> None:
+    server = local(first_token_timeout_s=1.0)
+    running = _Stream(server, LONG_TEXT)
+    streams.append(running)
+    running.wait_for(lambda: "delta" in running.kinds())
+    waiting = _Stream(server, "Good evening.")
+    streams.append(waiting)
+    waiting.wait_for(lambda: "queued" in waiting.kinds())
+    time.sleep(2.5)  # well past the first-token timeout, still waiting for its turn
+    assert "error" not in waiting.kinds()
+    running.close()
+    waiting.wait_for(lambda: "done" in waiting.kinds() or "error" in waiting.kinds())
+    assert waiting.events[-1][0] == "done", waiting.events[-1]
+
+
 def test_health_answers_while_generating(
     local: Callable[..., ServerThread], streams: list[_Stream]
 ) -> None:

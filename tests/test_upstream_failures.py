@@ -153,3 +153,9 @@ def test_body_left_open_after_done_still_succeeds(client: httpx.Client) -> None:
     assert [e.event for e in events][-1] == "done"
     assert json.loads(events[-1].data)["translation"] == "T:one two"
     assert _record(client, response)["status"] == "succeeded"
+
+
+def test_connection_closed_without_answer_is_502(client: httpx.Client) -> None:
+    response = client.post("/translate", json={"lang": "ko", "message": "x [[close]]"})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"

@@ -202,6 +202,11 @@ class _Events:
             raise _error(json.loads(event.data), 200)
         return None
 
+    def finished(self) -> TranslationRecord:
+        if self.record is None:  # the stream ended without `done` or `error`: it was cut
+            raise ConnectionLost("the stream ended before the translation was finished")
+        return self.record
+
 
 class Client:
     def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60) -> None:
@@ -241,7 +246,7 @@ class Client:
                         yield piece
         except httpx.TransportError as exc:
             raise _transport_error(self._http.base_url, exc) from exc
-        self.last_record = events.record
+        self.last_record = events.finished()
 
     def translate(
         self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
@@ -255,12 +260,15 @@ class Client:
         record: TranslationRecord = self._request("GET", f"/v1/translations/{translation_id}")
         return record
 
-    def history(self, script_id: str | None = None, *, limit: int = 200) -> list[TranslationRecord]:
-        """Records of a script (all scripts when None), newest first, every page."""
+    def history(
+        self, script_id: str | None = None, *, limit: int | None = None
+    ) -> list[TranslationRecord]:
+        """Records of a script (all scripts when None), newest first: all, or the newest `limit`."""
         records: list[TranslationRecord] = []
         cursor = None
         while True:
-            params: dict[str, Any] = {"limit": limit}
+            page_size = 200 if limit is None else min(200, limit - len(records))
+            params: dict[str, Any] = {"limit": page_size}
             if script_id is not None:
                 params["script_id"] = script_id
             if cursor:
@@ -268,7 +276,7 @@ class Client:
             page = self._request("GET", "/v1/translations", params=params)
             records += page["items"]
             cursor = page["next_cursor"]
-            if not cursor:
+            if not cursor or (limit is not None and len(records) >= limit):
                 return records
 
     def languages(self) -> list[dict[str, str]]:
@@ -322,7 +330,7 @@ class AsyncClient:
                         yield piece
         except httpx.TransportError as exc:
             raise _transport_error(self._http.base_url, exc) from exc
-        self.last_record = events.record
+        self.last_record = events.finished()
 
     async def translate(
         self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
@@ -337,12 +345,13 @@ class AsyncClient:
         return record
 
     async def history(
-        self, script_id: str | None = None, *, limit: int = 200
+        self, script_id: str | None = None, *, limit: int | None = None
     ) -> list[TranslationRecord]:
         records: list[TranslationRecord] = []
         cursor = None
         while True:
-            params: dict[str, Any] = {"limit": limit}
+            page_size = 200 if limit is None else min(200, limit - len(records))
+            params: dict[str, Any] = {"limit": page_size}
             if script_id is not None:
                 params["script_id"] = script_id
             if cursor:
@@ -350,7 +359,7 @@ class AsyncClient:
             page = await self._request("GET", "/v1/translations", params=params)
             records += page["items"]
             cursor = page["next_cursor"]
-            if not cursor:
+            if not cursor or (limit is not None and len(records) >= limit):
                 return records
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import structlog
@@ -131,50 +131,51 @@ class Job:
         """Mark the job as ended by the server (shutdown); the caller then cancels its task."""
         self.abort_error = error
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         translator = self._translator
         store = translator.store
         record = self.record
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        if self._task.source_lang is None and translator.provider.needs_source_lang:
-            detected = await translator.detector.detect_async(
-                record.text, translator.provider.languages
-            )
-            self._task.source_lang = record.source_lang = detected
-        # The record is written once the first event is out, so that the database never sits in
-        # front of the first token; its final state is awaited before the last byte. While
-        # writes are failing, it is written first instead, so that an outage is a plain 503.
-        if store.failing:
-            try:
-                await _stored(self._create())
-            except DatabaseUnavailable as exc:
-                yield Failed(exc, record)
-                return
+        settings = translator.settings
+        first_s, idle_s = settings.first_token_timeout_s, settings.idle_timeout_s
         parts: list[str] = []
         error: DragomanError | None = None
-        timeout_s = translator.settings.first_token_timeout_s
+        # One deadline: first token, then the idle gap between pieces. It is off while the
+        # request waits in the local queue and while a piece is out with the client (a slow
+        # reader is not an idle upstream).
+        deadline = asyncio.timeout(first_s)
         try:
             try:
-                deadline = asyncio.timeout(timeout_s)
                 async with deadline:
+                    if self._task.source_lang is None and translator.provider.needs_source_lang:
+                        detected = await translator.detector.detect_async(
+                            record.text, translator.provider.languages
+                        )
+                        self._task.source_lang = record.source_lang = detected
+                    # The record is written once the first event is out, so that the database
+                    # never sits in front of the first token; its final state is awaited before
+                    # the last byte. While writes are failing it is written first instead, so
+                    # that an outage is a plain 503.
+                    if store.failing:
+                        await _stored(self._create())
                     async for item in self._pieces:
+                        deadline.reschedule(None)
                         if type(item) is list:
                             if not parts:
-                                deadline.reschedule(None)
                                 record.first_token_ms = _ms_since(started)
                             parts += item
                             yield item
                             self._create()
+                            deadline.reschedule(loop.time() + idle_s)
                         elif isinstance(item, Queued):
-                            # Waiting in the queue does not count toward the first-token wait.
-                            deadline.reschedule(None)
-                            yield item
-                            self._create()
-                            if not parts:
-                                deadline.reschedule(loop.time() + timeout_s)
+                            if item.position > 0:
+                                yield item
+                                self._create()
+                            elif not parts:  # admitted: the first-token wait starts now
+                                deadline.reschedule(loop.time() + first_s)
             except TimeoutError:
-                log.warning("first_token_timeout", id=record.id, timeout_s=timeout_s)
+                log.warning("upstream_timeout", id=record.id, after_first_piece=bool(parts))
                 error = UpstreamTimeout()
         except DragomanError as exc:
             error = exc
@@ -185,20 +186,27 @@ class Job:
             log.exception("translation_failed", id=record.id)
             error = DragomanError()
         finally:
-            # Closing the provider's stream is what closes the upstream connection (or stops
-            # the local generation) when the client has gone.
+            # Closing the provider's stream is what closes the upstream connection, stops the
+            # local generation, or takes the request out of the local queue.
             closer = getattr(self._pieces, "aclose", None)
             if closer is not None:
                 await closer()
 
         self._fill(parts, started, error)
         if self._detect_after:
-            record.source_lang = await translator.detector.detect_async(
-                record.text, translator.provider.languages
-            )
+            try:
+                record.source_lang = await translator.detector.detect_async(
+                    record.text, translator.provider.languages
+                )
+            except asyncio.CancelledError:
+                self._create()
+                self.final = store.finish(record)
+                raise
+        created = self._create()
+        self.final = store.finish(record)
         try:
-            await _stored(self._create())
-            await _stored(store.finish(record))
+            await _stored(created)
+            await _stored(self.final)
         except DatabaseUnavailable as exc:
             if error is None:
                 error = exc
@@ -224,6 +232,8 @@ class Job:
 
     def _end_now(self, parts: list[str], started: float) -> None:
         """Cancelled or aborted: queue the final state without awaiting anything."""
+        if self.final is not None:  # already queued at the end of the stream
+            return
         if self.abort_error is not None:
             self._fill(parts, started, self.abort_error)
         else:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -80,7 +80,7 @@ class _Remote:
         from dragoman.client import DragomanClientError
 
         try:
-            records = await self.client.history(script_id, limit=min(limit, 200))
+            records = await self.client.history(script_id, limit=limit)
         except DragomanClientError as exc:
             raise TranslationFailed(exc.code, exc.message) from exc
         return [dict(r) for r in records[:limit]]
@@ -102,13 +102,34 @@ class _InProcess:
         from dragoman.providers.factory import make_provider
         from dragoman.service import Translator
 
-        # Migrations only: records left `streaming` may belong to a server running right now.
-        await self.store.migrate()
+        settings = self.settings
+        if (
+            self._with_provider
+            and settings.provider == "openai"
+            and not settings.resolved_api_key()
+        ):
+            raise TranslationFailed(
+                "invalid_request",
+                "the openai provider needs OPENAI_API_KEY or OPENAI_BASE_URL",
+            )
+        try:
+            # Migrations only: records left `streaming` may belong to a running server.
+            await self.store.migrate()
+        except Exception as exc:
+            await self.store.aclose()
+            raise TranslationFailed("database_unavailable", f"database: {exc}") from exc
         if self._with_provider:
             self.store.start()
-            provider = make_provider(self.settings)
-            await provider.start()
-            self.translator = Translator(self.settings, provider, self.store, LanguageDetector())
+            provider = make_provider(settings)
+            try:
+                await provider.start()
+            except Exception as exc:
+                await provider.aclose()
+                await self.store.aclose()
+                raise TranslationFailed(
+                    "invalid_request", f"the {settings.provider} provider cannot start: {exc}"
+                ) from exc
+            self.translator = Translator(settings, provider, self.store, LanguageDetector())
         return self
 
     async def __aexit__(
@@ -136,12 +157,13 @@ class _InProcess:
             )
         except DragomanError as exc:
             raise TranslationFailed(exc.code, exc.message) from exc
-        async for event in job.events():
-            if type(event) is list:
-                for piece in event:
-                    yield piece
-            elif isinstance(event, Failed):
-                raise TranslationFailed(event.error.code, event.error.message)
+        async with aclosing(job.events()) as events:
+            async for event in events:
+                if type(event) is list:
+                    for piece in event:
+                        yield piece
+                elif isinstance(event, Failed):
+                    raise TranslationFailed(event.error.code, event.error.message)
 
     async def history(self, script_id: str | None, limit: int) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []

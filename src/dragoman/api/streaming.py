@@ -11,6 +11,7 @@ on idle streams, so the producer does no per-piece bookkeeping beyond one counte
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import Literal
 
 import orjson
@@ -19,9 +20,9 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from dragoman.errors import DragomanError
+from dragoman.errors import DatabaseUnavailable, DragomanError
 from dragoman.providers.base import Queued
-from dragoman.service import Failed, Finished, Job
+from dragoman.service import Event, Failed, Finished, Job
 from dragoman.sse import DONE, HEADERS, PING, JsonEventEncoder, RawTextEncoder, json_bytes
 
 log = structlog.get_logger(__name__)
@@ -67,6 +68,7 @@ class JobResponse(Response):
         self.out_headers = {"X-Translation-Id": job.record.id, **(extra_headers or {})}
         self._producer: asyncio.Task[None] | None = None
         self._started = False
+        self._ended = False  # the last message is out: no ping may follow it
         self._sent = 0
 
     def abort(self, error: DragomanError) -> None:
@@ -101,7 +103,12 @@ class JobResponse(Response):
             try:
                 message = await asyncio.wait_for(receive(), self.keepalive_s)
             except TimeoutError:
-                if self._started and self.encoding != "json" and seen == self._sent:
+                if (
+                    self._started
+                    and not self._ended
+                    and self.encoding != "json"
+                    and seen == self._sent
+                ):
                     await send({"type": "http.response.body", "body": PING, "more_body": True})
                 seen = self._sent
                 continue
@@ -117,14 +124,18 @@ class JobResponse(Response):
         self._started = True
 
     async def _produce(self, send: Send) -> None:
+        events = self.job.events()
         try:
             if self.encoding == "raw":
-                await self._produce_raw(send)
+                await self._produce_raw(send, events)
             elif self.encoding == "events":
-                await self._produce_events(send)
+                await self._produce_events(send, events)
             else:
-                await self._produce_json(send)
+                await self._produce_json(send, events)
         except asyncio.CancelledError:
+            # Cancelled while the job was suspended (say, inside a slow send): closing it now,
+            # not at garbage collection, queues its final state and closes the upstream.
+            await events.aclose()
             error = self.job.abort_error
             if error is None:
                 raise
@@ -142,18 +153,22 @@ class JobResponse(Response):
                 body = self._events.event("error", error.body())
             else:
                 body = b"event: error\ndata: " + json_bytes(error.body()) + b"\n\n"
+            self._ended = True
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         headers = [(b"content-type", b"application/json")]
-        for k, v in {**error.headers, **self.out_headers}.items():
+        out_headers = {**error.headers, **self.out_headers}
+        if isinstance(error, DatabaseUnavailable):  # no record was stored to point at
+            out_headers.pop("X-Translation-Id", None)
+        for k, v in out_headers.items():
             headers.append((k.lower().encode(), v.encode()))
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": orjson.dumps(error.body())})
 
-    async def _produce_raw(self, send: Send) -> None:
+    async def _produce_raw(self, send: Send, events: AsyncGenerator[Event, None]) -> None:
         encoder = RawTextEncoder()
         body: Message = {"type": "http.response.body", "body": b"", "more_body": True}
-        async for event in self.job.events():
+        async for event in events:
             if type(event) is list:
                 chunk = b"".join([encoder.piece(piece) for piece in event])
                 if not chunk:
@@ -167,13 +182,14 @@ class JobResponse(Response):
                     await self._start(send)
                 body["body"] = DONE
                 body["more_body"] = False
+                self._ended = True
                 await send(body)
             elif isinstance(event, Failed):
                 await self._fail(send, event.error)
 
-    async def _produce_events(self, send: Send) -> None:
+    async def _produce_events(self, send: Send, events: AsyncGenerator[Event, None]) -> None:
         self._events = encoder = JsonEventEncoder()
-        async for event in self.job.events():
+        async for event in events:
             if isinstance(event, Failed):
                 await self._fail(send, event.error)
                 continue
@@ -192,6 +208,7 @@ class JobResponse(Response):
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             elif isinstance(event, Finished):
                 body = prefix + encoder.event("done", event.record.public())
+                self._ended = True
                 await send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _start_event(self) -> bytes:
@@ -200,8 +217,8 @@ class JobResponse(Response):
             "start", {"id": record.id, "provider": record.provider, "model": record.model}
         )
 
-    async def _produce_json(self, send: Send) -> None:
-        async for event in self.job.events():
+    async def _produce_json(self, send: Send, events: AsyncGenerator[Event, None]) -> None:
+        async for event in events:
             if isinstance(event, Finished):
                 headers = [(b"content-type", b"application/json")]
                 headers += [(k.lower().encode(), v.encode()) for k, v in self.out_headers.items()]

@@ -16,7 +16,7 @@ import asyncio
 import collections
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,7 @@ class LocalProvider:
         self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._load_failed = False
+        self._thread: asyncio.Future[None] | None = None
 
     @property
     def model(self) -> str:
@@ -150,17 +151,27 @@ class LocalProvider:
     def stream(
         self, task: TranslationTask, state: StreamState
     ) -> AsyncIterator[list[str] | Queued]:
-        """Admission happens here, before the request is accepted: a full queue is refused."""
-        if len(self._waiting) >= self._settings.queue_max:
+        """Admission happens here, before the request is accepted: a full queue is refused.
+
+        A request that can start at once never counts against DRAGOMAN_QUEUE_MAX.
+        """
+        would_wait = self._busy or self._llm is None or bool(self._waiting)
+        if would_wait and len(self._waiting) >= self._settings.queue_max:
             raise QueueFull(headers={"Retry-After": "5"})
         ticket = _Ticket()
         self._waiting.append(ticket)
-        return self._run(ticket, task, state)
+        return _Admission(self, ticket, self._run(ticket, task, state))
+
+    def _leave(self, ticket: _Ticket) -> None:
+        if ticket in self._waiting:
+            self._waiting.remove(ticket)
+            self._notify()
 
     async def _run(
         self, ticket: _Ticket, task: TranslationTask, state: StreamState
-    ) -> AsyncIterator[list[str] | Queued]:
-        holding = generating = False
+    ) -> AsyncGenerator[list[str] | Queued, None]:
+        holding = False
+        stop = threading.Event()
         try:
             shown = 0
             while not (self._llm is not None and not self._busy and self._waiting[0] is ticket):
@@ -176,43 +187,27 @@ class LocalProvider:
             self._busy = holding = True
             self._notify()
             yield Queued(0)
-            # No await between here and the thread's start inside _generate, which from then
-            # on owns the slot and frees it when the thread is done.
-            generating = True
-            async for piece in self._generate(task, state):
-                yield [piece]
-        finally:
-            if not holding and ticket in self._waiting:
-                self._waiting.remove(ticket)
-                self._notify()
-            elif holding and not generating:
-                self._release()
 
-    def _release(self) -> None:
-        self._busy = False
-        self._notify()
+            # The generation runs in a thread; its pieces cross to the event loop as they come.
+            loop = asyncio.get_running_loop()
+            pieces: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
 
-    async def _generate(self, task: TranslationTask, state: StreamState) -> AsyncIterator[str]:
-        """Run the generation in a thread; hand its pieces to the event loop as they come."""
-        loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        stop = threading.Event()
+            def emit(item: str | BaseException | None) -> None:
+                loop.call_soon_threadsafe(pieces.put_nowait, item)
 
-        def emit(item: str | BaseException | None) -> None:
-            loop.call_soon_threadsafe(pieces.put_nowait, item)
+            def work() -> None:
+                try:
+                    for piece in self._pieces(task, state, stop):
+                        emit(piece)
+                    emit(None)
+                except Exception as exc:  # reported to the request, not raised in the thread
+                    emit(exc)
 
-        def work() -> None:
-            try:
-                for piece in self._pieces(task, state, stop):
-                    emit(piece)
-                emit(None)
-            except Exception as exc:  # reported to the request, not raised in the thread
-                emit(exc)
-
-        future = loop.run_in_executor(None, work)
-        # The slot is free only when the thread has really finished with the model.
-        future.add_done_callback(lambda _: self._release())
-        try:
+            self._thread = loop.run_in_executor(None, work)
+            # From here the thread owns the slot: it is free when the thread has really
+            # finished with the model, not when the client leaves.
+            self._thread.add_done_callback(lambda _: self._release())
+            holding = False
             while True:
                 item = await pieces.get()
                 if item is None:
@@ -222,9 +217,16 @@ class LocalProvider:
                         "local_generation_failed", error=type(item).__name__, detail=str(item)[:300]
                     )
                     raise UpstreamError("The local model failed.")
-                yield item
+                yield [item]
         finally:
-            stop.set()
+            stop.set()  # the thread stops before its next token
+            self._leave(ticket)
+            if holding:
+                self._release()
+
+    def _release(self) -> None:
+        self._busy = False
+        self._notify()
 
     # The model's side (worker thread)
 
@@ -301,11 +303,42 @@ class LocalProvider:
                 close()
 
     async def aclose(self) -> None:
+        # A generation thread may still be finishing its token: the model stays until it has.
+        if self._thread is not None and not self._thread.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._thread), 30)
+            except Exception:
+                log.warning("local_generation_still_running_at_close")
+                return  # leaving the model to the process exit beats freeing it under a thread
         llm, self._llm = self._llm, None
         if llm is not None:
             close = getattr(llm, "close", None)
             if close is not None:
                 close()
+
+
+class _Admission:
+    """A request's place in the queue, given back by `aclose()` even if it never started."""
+
+    def __init__(
+        self,
+        provider: LocalProvider,
+        ticket: _Ticket,
+        run: AsyncGenerator[list[str] | Queued, None],
+    ) -> None:
+        self._provider = provider
+        self._ticket = ticket
+        self._run = run
+
+    def __aiter__(self) -> _Admission:
+        return self
+
+    async def __anext__(self) -> list[str] | Queued:
+        return await self._run.__anext__()
+
+    async def aclose(self) -> None:
+        await self._run.aclose()
+        self._provider._leave(self._ticket)
 
 
 def _strip_leading_space(pieces: Iterator[str]) -> Iterator[str]:

@@ -37,13 +37,14 @@ class OpenAIProvider:
         # The SDK's aiohttp transport: the same requests, errors and timeouts as its default
         # one, with aiohttp's C HTTP parser reading the stream (about half the CPU per piece
         # of the pure-Python parser). max_connections=0 is aiohttp's "no limit": a thousand
-        # concurrent streams never wait on each other for a connection. The read timeout is
-        # the idle timeout between bytes; the first-token timeout is enforced by the caller.
+        # concurrent streams never wait on each other for a connection. The first-token and
+        # idle timeouts are enforced by the caller; the socket read timeout is only a backstop
+        # that must not cut either short.
         self._http = openai.DefaultAioHttpClient(
             limits=httpx2.Limits(max_connections=0, max_keepalive_connections=256),
             timeout=httpx2.Timeout(
                 connect=min(10.0, settings.first_token_timeout_s),
-                read=settings.idle_timeout_s,
+                read=max(settings.first_token_timeout_s, settings.idle_timeout_s) + 5,
                 write=30.0,
                 pool=None,
             ),
@@ -219,10 +220,13 @@ def _parse(payload: bytes) -> dict[str, Any]:
 
 
 def _refused(exc: BaseException) -> bool:
-    """A refused connection, which the SDK's aiohttp transport reports as a connect timeout."""
+    """A refused or dropped connection, which the SDK's aiohttp transport reports as a
+    connect timeout: it is an upstream error (502), not a timeout (504)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, aiohttp.ClientConnectorError):
+        if isinstance(seen, aiohttp.ServerTimeoutError | aiohttp.SocketTimeoutError):
+            return False
+        if isinstance(seen, aiohttp.ClientConnectionError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

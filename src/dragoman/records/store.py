@@ -144,6 +144,27 @@ class RecordStore:
                 self._queue.task_done()
 
     async def _write(self, batch: list[tuple[str, Record, asyncio.Future[None]]]) -> None:
+        error = await self._commit(batch)
+        if error is not None and len(batch) > 1:
+            # One bad record must not sink the others that shared its transaction.
+            for item in batch:
+                await self._write([item])
+            return
+        for _, _, future in batch:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+        # A future nobody awaits (the client left) must not warn about an unretrieved error.
+        for _, _, future in batch:
+            if future.done() and not future.cancelled():
+                future.exception()
+
+    async def _commit(
+        self, batch: list[tuple[str, Record, asyncio.Future[None]]]
+    ) -> Exception | None:
         creates = [record.row() for op, record, _ in batch if op == "create"]
         finishes = [
             {"b_id": record.id, **record.row()} for op, record, _ in batch if op == "finish"
@@ -161,21 +182,11 @@ class RecordStore:
                         update(_table).where(_table.c.id == bindparam("b_id")).values(values),
                         finishes,
                     )
-        except (SQLAlchemyError, OSError) as exc:
+        except Exception as exc:  # whatever it is, the writer must live on
             log.error("record_write_failed", error=type(exc).__name__, detail=str(exc)[:300])
             error = exc
         self.failing = error is not None
-        for _, _, future in batch:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
-        # A future nobody awaits (the client left) must not warn about an unretrieved error.
-        for _, _, future in batch:
-            if future.done() and not future.cancelled():
-                future.exception()
+        return error
 
     async def aclose(self) -> None:
         # Let queued writes land before the engine goes.
