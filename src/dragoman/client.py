@@ -186,6 +186,21 @@ def _body(
     }
 
 
+def _history_params(
+    script_id: str | None, limit: int | None, have: int, cursor: str | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": 200 if limit is None else min(200, limit - have)}
+    if script_id is not None:
+        params["script_id"] = script_id
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
+def _history_complete(cursor: str | None, limit: int | None, have: int) -> bool:
+    return not cursor or (limit is not None and have >= limit)
+
+
 class _Events:
     """Turns the v1 events into pieces; keeps the final record."""
 
@@ -267,16 +282,11 @@ class Client:
         records: list[TranslationRecord] = []
         cursor = None
         while True:
-            page_size = 200 if limit is None else min(200, limit - len(records))
-            params: dict[str, Any] = {"limit": page_size}
-            if script_id is not None:
-                params["script_id"] = script_id
-            if cursor:
-                params["cursor"] = cursor
+            params = _history_params(script_id, limit, len(records), cursor)
             page = self._request("GET", "/v1/translations", params=params)
             records += page["items"]
             cursor = page["next_cursor"]
-            if not cursor or (limit is not None and len(records) >= limit):
+            if _history_complete(cursor, limit, len(records)):
                 return records
 
     def languages(self) -> list[dict[str, str]]:
@@ -350,16 +360,11 @@ class AsyncClient:
         records: list[TranslationRecord] = []
         cursor = None
         while True:
-            page_size = 200 if limit is None else min(200, limit - len(records))
-            params: dict[str, Any] = {"limit": page_size}
-            if script_id is not None:
-                params["script_id"] = script_id
-            if cursor:
-                params["cursor"] = cursor
+            params = _history_params(script_id, limit, len(records), cursor)
             page = await self._request("GET", "/v1/translations", params=params)
             records += page["items"]
             cursor = page["next_cursor"]
-            if not cursor or (limit is not None and len(records) >= limit):
+            if _history_complete(cursor, limit, len(records)):
                 return records
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ import orjson
 import structlog
 from starlette.background import BackgroundTask
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from dragoman.errors import DatabaseUnavailable, DragomanError
 from dragoman.providers.base import Queued
@@ -167,7 +167,6 @@ class JobResponse(Response):
 
     async def _produce_raw(self, send: Send, events: AsyncGenerator[Event, None]) -> None:
         encoder = RawTextEncoder()
-        body: Message = {"type": "http.response.body", "body": b"", "more_body": True}
         async for event in events:
             if type(event) is list:
                 chunk = b"".join([encoder.piece(piece) for piece in event])
@@ -180,10 +179,8 @@ class JobResponse(Response):
             elif isinstance(event, Finished):
                 if not self._started:
                     await self._start(send)
-                body["body"] = DONE
-                body["more_body"] = False
                 self._ended = True
-                await send(body)
+                await send({"type": "http.response.body", "body": DONE, "more_body": False})
             elif isinstance(event, Failed):
                 await self._fail(send, event.error)
 
