@@ -1,8 +1,13 @@
 """Any OpenAI-compatible chat server: OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM, Azure.
 
-The official SDK owns the request: authentication, URL building and the mapping of HTTP
-errors to typed exceptions. The body of the stream is read line by line and parsed with
-orjson, which costs a fraction of building the SDK's pydantic chunk objects per piece.
+The official SDK is the authority on how a request is addressed and authenticated (base URL,
+API key, its default headers) and on what an error answer means: a non-2xx answer is turned
+into the SDK's own typed exception by the SDK itself. The streaming request is sent with
+aiohttp, the transport the SDK itself offers (`openai[aiohttp]`), from a URL and headers the
+SDK computed once: building each request through the SDK's generic machinery cost about
+1.6 ms before the first token, more than everything else on that path together. The body is
+read per network read and parsed with orjson, a fraction of the cost of the SDK's pydantic
+chunk objects.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from dragoman.providers.base import Queued, StreamState, Usage
 
 log = structlog.get_logger(__name__)
 
+# An error answer's body is read for the log and the SDK's exception, not more.
+_ERROR_BODY_LIMIT = 64 * 1024
+
 
 class OpenAIProvider:
     name = "openai"
@@ -34,27 +42,37 @@ class OpenAIProvider:
         self._settings = settings
         self._model = settings.model
         self.languages = LanguageCatalog(GENERAL_LANGUAGES)
-        # The SDK's aiohttp transport: the same requests, errors and timeouts as its default
-        # one, with aiohttp's C HTTP parser reading the stream (about half the CPU per piece
-        # of the pure-Python parser). max_connections=0 is aiohttp's "no limit": a thousand
-        # concurrent streams never wait on each other for a connection. The first-token and
-        # idle timeouts are enforced by the caller; the socket read timeout is only a backstop
-        # that must not cut either short.
-        self._http = openai.DefaultAioHttpClient(
-            limits=httpx2.Limits(max_connections=0, max_keepalive_connections=256),
-            timeout=httpx2.Timeout(
-                connect=min(10.0, settings.first_token_timeout_s),
-                read=max(settings.first_token_timeout_s, settings.idle_timeout_s) + 5,
-                write=30.0,
-                pool=None,
-            ),
-        )
         self._client = openai.AsyncOpenAI(
             api_key=settings.resolved_api_key(),
             base_url=settings.openai_base_url,
             max_retries=0,
-            http_client=self._http,
         )
+        self._url = f"{self._client.base_url}chat/completions"
+        self._headers = {
+            key: value
+            for key, value in {**self._client.default_headers, **self._client.auth_headers}.items()
+            if isinstance(value, str)  # the SDK marks headers it leaves out with Omit
+        }
+        # The first-token and idle timeouts are enforced by the caller; the socket read
+        # timeout is only a backstop that must not cut either short.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=min(10.0, settings.first_token_timeout_s),
+            sock_read=max(settings.first_token_timeout_s, settings.idle_timeout_s) + 5,
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running event loop it belongs to.
+        if self._session is None:
+            # limit=0 is aiohttp's "no limit": a thousand concurrent streams never wait on
+            # each other for a connection. Kept-alive connections skip the TCP handshake.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=15.0),
+                timeout=self._timeout,
+                auto_decompress=False,
+            )
+        return self._session
 
     @property
     def model(self) -> str:
@@ -100,28 +118,25 @@ class OpenAIProvider:
             if not await self._discover_model():
                 raise UpstreamError("The translation server lists no model.")
         sent_any = False
+        body = {
+            "model": self.model,
+            "messages": chat_messages(task),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0,
+        }
         try:
-            # The client's generic `post` (its documented way to call any endpoint) keeps the
-            # SDK's URL, auth and error mapping but skips `create()`'s per-call transformation
-            # of typed parameters, which cost about 1.7 ms before the first byte.
-            response = await self._client.post(
-                "/chat/completions",
-                cast_to=httpx2.Response,
-                body={
-                    "model": self.model,
-                    "messages": chat_messages(task),
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                    "temperature": 0,
-                },
-                stream=True,
+            response = await self._http().post(
+                self._url, data=orjson.dumps(body), headers=self._headers, allow_redirects=False
             )
             try:
+                if response.status >= 300:
+                    raise await self._status_error(response)
                 finished = done = False
                 rest = b""
                 # Every network read yields the pieces it completed, as one batch: under load
                 # a read carries many pieces and the layers above handle them at once.
-                chunks = response.aiter_bytes()
+                chunks = response.content.iter_any()
                 async for data in chunks:
                     lines = (rest + data).split(b"\n")
                     rest = lines.pop()
@@ -148,8 +163,12 @@ class OpenAIProvider:
                 if not finished:
                     raise UpstreamError("The translation model's stream ended early.")
             finally:
-                # Closing an unfinished response closes its connection: the upstream stops.
-                await response.aclose()
+                # A response read to its end gives its connection back for the next request;
+                # an unfinished one is closed, which is what stops the upstream.
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    response.close()
         except DragomanError:
             raise
         except openai.RateLimitError as exc:
@@ -158,20 +177,42 @@ class OpenAIProvider:
             if retry_after:
                 headers["Retry-After"] = retry_after
             raise UpstreamRateLimited(headers=headers) from exc
-        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
-            if _refused(exc):
-                log.warning("upstream_unreachable", error=type(exc).__name__)
-                raise UpstreamError("The translation model could not be reached.") from exc
-            log.warning("upstream_timeout", error=type(exc).__name__, after_first_piece=sent_any)
-            raise UpstreamTimeout() from exc
         except openai.APIStatusError as exc:
             log.warning("upstream_status", status=exc.status_code, body=_short(exc.body))
             raise UpstreamError(
                 f"The translation model answered with status {exc.status_code}."
             ) from exc
-        except (openai.OpenAIError, httpx2.HTTPError) as exc:
+        except aiohttp.ClientConnectorError as exc:
+            # Refused, unresolvable or unreachable: an upstream error (502), not a timeout.
+            log.warning("upstream_unreachable", error=type(exc).__name__)
+            raise UpstreamError("The translation model could not be reached.") from exc
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            log.warning("upstream_timeout", error=type(exc).__name__, after_first_piece=sent_any)
+            raise UpstreamTimeout() from exc
+        except aiohttp.ClientError as exc:
             log.warning("upstream_failed", error=type(exc).__name__, detail=str(exc)[:200])
             raise UpstreamError("The translation model could not be reached or broke off.") from exc
+
+    async def _status_error(self, response: aiohttp.ClientResponse) -> openai.APIStatusError:
+        """The SDK's own exception for an error answer (its status-to-class mapping and its
+        reading of the error body), as if the SDK had sent the request."""
+        content = b""
+        try:
+            async with asyncio.timeout(5.0):
+                while len(content) < _ERROR_BODY_LIMIT:
+                    data = await response.content.read(_ERROR_BODY_LIMIT - len(content))
+                    if not data:
+                        break
+                    content += data
+        except (TimeoutError, aiohttp.ClientError):
+            pass  # the status alone decides the class
+        answer = httpx2.Response(
+            response.status,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            content=content,
+            request=httpx2.Request("POST", self._url),
+        )
+        return self._client._make_status_error_from_response(answer)
 
     @staticmethod
     def _read_chunk(chunk: dict[str, Any], state: StreamState, batch: list[str]) -> bool:
@@ -194,6 +235,8 @@ class OpenAIProvider:
         return finished
 
     async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
         await self._client.close()
 
 
@@ -205,7 +248,7 @@ async def _read_to_end(chunks: AsyncIterator[bytes]) -> None:
         async with asyncio.timeout(1.0):
             async for _ in chunks:
                 pass
-    except (TimeoutError, httpx2.HTTPError):
+    except (TimeoutError, aiohttp.ClientError):
         pass
 
 
@@ -217,19 +260,6 @@ def _parse(payload: bytes) -> dict[str, Any]:
     if not isinstance(chunk, dict):
         raise UpstreamError("The translation model sent a malformed stream.")
     return chunk
-
-
-def _refused(exc: BaseException) -> bool:
-    """A refused or dropped connection, which the SDK's aiohttp transport reports as a
-    connect timeout: it is an upstream error (502), not a timeout (504)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, aiohttp.ServerTimeoutError | aiohttp.SocketTimeoutError):
-            return False
-        if isinstance(seen, aiohttp.ClientConnectionError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _short(value: object) -> str:
