@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel
 
-from dragoman.api.deps import RegistryDep, StoreDep, TranslatorDep
+from dragoman.api.deps import StoreDep, TranslatorDep, read_body, validate_script_id_header
 from dragoman.api.errors import error_response
 from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
@@ -29,6 +30,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (413, 422, 429, 502, 503, 504)
 }
 _SSE: dict[str, Any] = {"content": {"text/event-stream": {}}}
+_SCRIPT_ID_HEADER: dict[str, Any] = {
+    "name": "x-script-id",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": SCRIPT_ID_PATTERN, "maxLength": 128},
+}
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": model.model_json_schema()}},
+    }
 
 
 def _job_response(
@@ -52,28 +66,36 @@ def _job_response(
     return JobResponse(job, encoding, registry, keepalive_s=translator.settings.keepalive_s)
 
 
+# The two translation endpoints read their request themselves: FastAPI's parameter and
+# dependency machinery cost about 0.4 ms per request in front of the first token. The bodies are
+# still validated by the same pydantic models (one `model_validate_json` call), errors still go
+# through the RequestValidationError handler, and the schemas are still in /openapi.json.
+
+
 @router.post(
     "/translate",
     summary="Translate (compatible with the original API): raw text pieces over SSE",
     responses={200: _SSE, **_ERRORS},
     response_class=Response,
+    openapi_extra={
+        "parameters": [_SCRIPT_ID_HEADER],
+        "requestBody": _json_body(TranslateCompatIn),
+    },
 )
-async def translate_compat(
-    body: TranslateCompatIn,
-    translator: TranslatorDep,
-    registry: RegistryDep,
-    x_script_id: Annotated[
-        str | None, Header(alias="x-script-id", pattern=SCRIPT_ID_PATTERN, max_length=128)
-    ] = None,
-) -> Any:
+async def translate_compat(request: Request) -> Any:
+    body = await read_body(request, TranslateCompatIn)
+    script_id = request.headers.get("x-script-id")
+    if script_id is not None:
+        script_id = validate_script_id_header(script_id)
+    state = request.app.state
     return _job_response(
-        translator,
-        registry,
+        state.translator,
+        state.registry,
         "raw",
         text=body.message,
         target=body.lang,
         source=body.source_lang,
-        script_id=x_script_id,
+        script_id=script_id,
         allow_names=True,
     )
 
@@ -83,13 +105,14 @@ async def translate_compat(
     summary="Translate: JSON events over SSE (`stream: true`) or the finished record",
     responses={200: {"model": TranslationPublic, **_SSE}, **_ERRORS},
     response_class=Response,
+    openapi_extra={"requestBody": _json_body(TranslationCreate)},
 )
-async def create_translation(
-    body: TranslationCreate, translator: TranslatorDep, registry: RegistryDep
-) -> Any:
+async def create_translation(request: Request) -> Any:
+    body = await read_body(request, TranslationCreate)
+    state = request.app.state
     return _job_response(
-        translator,
-        registry,
+        state.translator,
+        state.registry,
         "events" if body.stream else "json",
         text=body.text,
         target=body.target_lang,
