@@ -13,6 +13,9 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
   `closed[TAG]` is set.
 
+In benchmark mode (`python -m tests.fake_openai`) every request streams the same pieces, and
+`POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing.
+
 Raw streams keep it cheap (it is also the benchmark's upstream) and let it see exactly when
 a client closes its connection.
 """
@@ -133,6 +136,14 @@ class FakeOpenAI:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
             self._json(writer, 200, data)
+            await writer.drain()
+            return True
+        if method == "POST" and path == "/fake/config" and self.pieces_per_request is not None:
+            # Benchmark mode only: the benchmark changes the stream's shape between phases.
+            config = json.loads(body)
+            self.pieces_per_request = int(config.get("pieces", self.pieces_per_request))
+            self.delay_s = float(config.get("delay", self.delay_s))
+            self._json(writer, 200, {"pieces": self.pieces_per_request, "delay": self.delay_s})
             await writer.drain()
             return True
         if method != "POST" or not path.endswith("/chat/completions"):

@@ -60,6 +60,28 @@ def test_broken_json(client: httpx.Client, raw: bytes) -> None:
     _nothing_stored(client)
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_body_that_is_not_declared_json(client: httpx.Client, content_type: str) -> None:
+    # A browser sends these cross-origin without a preflight: they must not start anything.
+    bodies = {
+        "/v1/translations": b'{"text": "hi", "target_lang": "ko"}',
+        "/translate": b'{"lang": "ko", "message": "hi"}',
+    }
+    for path, raw in bodies.items():
+        response = client.post(path, content=raw, headers={"content-type": content_type})
+        _assert_error(response, 422, "invalid_request")
+        assert "JSON" in response.json()["error"]["message"]
+    _nothing_stored(client)
+
+
+def test_body_without_content_type_is_read_as_json(client: httpx.Client) -> None:
+    request = client.build_request("POST", "/translate", content=b'{"lang": "ko", "message": "hi"}')
+    request.headers.pop("content-type", None)
+    response = client.send(request)
+    assert response.status_code == 200, response.text
+    assert response.text.endswith("data: [DONE]\n\n")
+
+
 COMPAT_CASES: list[tuple[Any, dict[str, str], int, str]] = [
     ({"lang": "ko"}, {}, 422, "invalid_request"),
     ({"message": "hi"}, {}, 422, "invalid_request"),

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dragoman.api.schemas import ScriptId
+from dragoman.errors import InvalidRequest
 from dragoman.records.store import RecordStore
 from dragoman.service import Translator
 
@@ -42,11 +43,25 @@ def _located(exc: ValidationError, *loc: str) -> RequestValidationError:
 
 
 async def read_body(request: Request, model: type[ModelT]) -> ModelT:
-    """The JSON body, parsed and validated in one pass (whatever its content type says)."""
+    """The JSON body, parsed and validated in one pass.
+
+    As FastAPI does, a body declared as anything but JSON is refused: a browser may send a
+    cross-origin `text/plain` POST without asking first, and that must not start a translation.
+    """
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise InvalidRequest("The request body must be JSON (Content-Type: application/json).")
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
         raise _located(exc, "body") from None
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def validate_script_id_header(value: str) -> str:

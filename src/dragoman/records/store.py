@@ -20,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from dragoman.errors import Interrupted, InvalidRequest
 from dragoman.records.models import TranslationRow
@@ -31,6 +31,14 @@ log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _BATCH_MAX = 512
 _table: Table = TranslationRow.__table__  # type: ignore[assignment]
+# Built once: SQLAlchemy then finds their compiled form in its cache without re-deriving a
+# cache key from a fresh statement on every write.
+_INSERT = insert(_table)
+_UPDATE = (
+    update(_table)
+    .where(_table.c.id == bindparam("b_id"))
+    .values({c.name: bindparam(c.name) for c in _table.c if c.name != "id"})
+)
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -80,6 +88,9 @@ class RecordStore:
         self.engine = make_engine(url)
         self._queue: asyncio.Queue[tuple[str, Record, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # The writer's own connection, kept open between batches: checking one out of the pool
+        # and resetting it on return cost more than the write itself.
+        self._conn: AsyncConnection | None = None
         # True while the last write failed: requests then wait for their record's creation.
         self.failing = False
 
@@ -165,28 +176,39 @@ class RecordStore:
     async def _commit(
         self, batch: list[tuple[str, Record, asyncio.Future[None]]]
     ) -> Exception | None:
+        # A row is written as the record is at commit time, so a record created and finished
+        # within one batch needs its insert only.
         creates = [record.row() for op, record, _ in batch if op == "create"]
+        created = {row["id"] for row in creates}
         finishes = [
-            {"b_id": record.id, **record.row()} for op, record, _ in batch if op == "finish"
+            {"b_id": record.id, **record.row()}
+            for op, record, _ in batch
+            if op == "finish" and record.id not in created
         ]
         error: Exception | None = None
         try:
-            async with self.engine.begin() as conn:
+            if self._conn is None:
+                self._conn = await self.engine.connect()
+            async with self._conn.begin():
                 if creates:
-                    await conn.execute(insert(_table), creates)
+                    await self._conn.execute(_INSERT, creates)
                 if finishes:
-                    values: dict[str, Any] = {
-                        k: bindparam(k) for k in finishes[0] if k not in ("b_id", "id")
-                    }
-                    await conn.execute(
-                        update(_table).where(_table.c.id == bindparam("b_id")).values(values),
-                        finishes,
-                    )
+                    await self._conn.execute(_UPDATE, finishes)
         except Exception as exc:  # whatever it is, the writer must live on
             log.error("record_write_failed", error=type(exc).__name__, detail=str(exc)[:300])
             error = exc
+            await self._drop_connection()
         self.failing = error is not None
         return error
+
+    async def _drop_connection(self) -> None:
+        """Next batch on a fresh connection: this one may be what failed."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception as exc:
+                log.warning("record_connection_close_failed", error=type(exc).__name__)
 
     async def aclose(self) -> None:
         # Let queued writes land before the engine goes.
@@ -200,6 +222,7 @@ class RecordStore:
                 await self._writer
             except asyncio.CancelledError:
                 pass
+        await self._drop_connection()
         await self.engine.dispose()
 
     # Reads: one short connection each.
