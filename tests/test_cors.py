@@ -44,3 +44,29 @@ def test_preflight_other_origin_refused(make_server: Callable[..., ServerThread]
 def test_no_cors_by_default(client: httpx.Client) -> None:
     response = client.options("/v1/translations", headers=PREFLIGHT)
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_cross_origin_requests_answered_alike(make_server: Callable[..., ServerThread]) -> None:
+    # With CORS on, requests with an Origin go through the CORS middleware; the others are served
+    # directly. Both ways must give the same answers.
+    server = make_server(cors_origins="https://app.example")
+    cases: list[tuple[str, bytes, dict[str, str]]] = [
+        ("/translate", b'{"lang": "ko"}', {}),
+        ("/translate", b'{"lang": "ko", "message": "hi"}', {"x-script-id": "bad id"}),
+        ("/translate", b'{"lang": "Klingonese", "message": "hi"}', {}),
+        ("/v1/translations", b"{not json", {}),
+        ("/v1/translations", b'{"text": "hi", "target_lang": "ko", "stream": "x"}', {}),
+        ("/v1/translations", b'{"text": "hi", "target_lang": "ko"}', {"content-type": "text/x"}),
+    ]
+    with httpx.Client(base_url=server.url) as client:
+        for path, body, headers in cases:
+            headers = {"content-type": "application/json", **headers}
+            direct = client.post(path, content=body, headers=headers)
+            cross = client.post(
+                path, content=body, headers={**headers, "Origin": "https://app.example"}
+            )
+            assert direct.status_code == cross.status_code == 422, (path, body, direct.text)
+            assert direct.json() == cross.json()
+            assert "access-control-allow-origin" not in direct.headers
+            assert cross.headers["access-control-allow-origin"] == "https://app.example"
+        assert client.get("/v1/translations").json()["items"] == []

@@ -17,7 +17,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from dragoman import __version__
 from dragoman.api.errors import install_error_handlers
-from dragoman.api.routes import router
+from dragoman.api.hot_path import HotPathApp
+from dragoman.api.routes import create_translation, router, translate_compat
 from dragoman.api.streaming import StreamRegistry
 from dragoman.config import Settings
 from dragoman.errors import ShuttingDown
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await provider.aclose()
             await store.aclose()
 
-    app = FastAPI(
+    app = HotPathApp(
         title="dragoman",
         version=__version__,
         summary="Live machine translation streamed over Server-Sent Events.",
@@ -74,6 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.serve_directly(
+        {"/translate": translate_compat, "/v1/translations": create_translation},
+        unless_cross_origin=bool(settings.cors_origins),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

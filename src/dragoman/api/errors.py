@@ -36,6 +36,11 @@ def _validation_message(details: list[dict[str, Any]], exc: RequestValidationErr
     return f"{first['field']}: {first['problem']}"
 
 
+def validation_error_response(exc: RequestValidationError) -> Response:
+    details = _validation_details(exc)
+    return error_response(InvalidRequest(_validation_message(details, exc), details=details))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DragomanError)
     async def _dragoman_error(_request: Request, exc: DragomanError) -> Response:
@@ -43,8 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
-        details = _validation_details(exc)
-        return error_response(InvalidRequest(_validation_message(details, exc), details=details))
+        return validation_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
