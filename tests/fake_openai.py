@@ -9,6 +9,7 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[drop:N]]`: sends N pieces, then drops the connection;
 - `[[hang]]`: never answers; `[[close]]`: closes the connection without answering;
 - `[[stall:N]]`: sends N pieces, then goes silent;
+- `[[garbage:N]]`: sends N pieces, a line that is not JSON, then the rest as usual;
 - `[[linger]]`: streams normally up to `[DONE]`, then never ends the HTTP body;
 - `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
   `closed[TAG]` is set.
@@ -185,6 +186,16 @@ class FakeOpenAI:
             await writer.drain()
             writer.transport.abort()
             return False
+        if mode == "garbage":
+            count = int(arg)
+            for p in pieces[:count]:
+                self._chunk(writer, _delta(p))
+            self._chunk(writer, b"data: {not json\n\n")
+            for p in pieces[count:]:
+                self._chunk(writer, _delta(p))
+            self._finish(writer, 5, len(pieces))
+            await writer.drain()
+            return True
         if mode == "stall":
             for p in pieces[: int(arg)]:
                 self._chunk(writer, _delta(p))

@@ -159,3 +159,16 @@ def test_connection_closed_without_answer_is_502(client: httpx.Client) -> None:
     response = client.post("/translate", json={"lang": "ko", "message": "x [[close]]"})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
+
+
+def test_malformed_chunk_is_in_band_error(client: httpx.Client) -> None:
+    # Written in one go, so the bad line shares a network read with good ones.
+    response, events = v1_events(
+        client, {"text": "one two three four [[garbage:2]]", "target_lang": "ko"}
+    )
+    names = [e.event for e in events]
+    assert names[0] == "start" and "delta" in names and names[-1] == "error", names
+    assert json.loads(events[-1].data)["error"]["code"] == "upstream_error"
+    record = _record(client, response)
+    assert record["status"] == "failed" and record["error"]["code"] == "upstream_error"
+    assert "three" not in record["translation"]

@@ -138,25 +138,31 @@ class OpenAIProvider:
                 # a read carries many pieces and the layers above handle them at once.
                 chunks = response.content.iter_any()
                 async for data in chunks:
-                    lines = (rest + data).split(b"\n")
+                    lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
                     rest = lines.pop()
-                    batch: list[str] = []
-                    for line in lines:
-                        if not line.startswith(b"data:"):
-                            continue
-                        payload = line[5:].strip()
-                        if payload == b"[DONE]":
-                            finished = done = True
-                            break
-                        finished = self._read_chunk(_parse(payload), state, batch) or finished
-                        if batch and not sent_any:
-                            # The first piece goes out before the rest of its read is parsed.
+                    payloads = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+                    if b"[DONE]" in payloads:
+                        payloads = payloads[: payloads.index(b"[DONE]")]
+                        finished = done = True
+                    start = 0
+                    if not sent_any:
+                        # The first piece goes out before the rest of its read is parsed.
+                        batch: list[str] = []
+                        while start < len(payloads) and not batch:
+                            chunk = _parse(payloads[start])
+                            start += 1
+                            finished = self._read_chunk(chunk, state, batch) or finished
+                        if batch:
                             sent_any = True
                             yield batch
-                            batch = []
-                    if batch:
-                        sent_any = True
-                        yield batch
+                    if start < len(payloads):
+                        # The rest of the read: one parse for all its chunks.
+                        batch = []
+                        for chunk in _parse(b"[" + b",".join(payloads[start:]) + b"]"):
+                            finished = self._read_chunk(chunk, state, batch) or finished
+                        if batch:
+                            sent_any = True
+                            yield batch
                     if done:
                         await _read_to_end(chunks)
                         break
@@ -215,8 +221,10 @@ class OpenAIProvider:
         return self._client._make_status_error_from_response(answer)
 
     @staticmethod
-    def _read_chunk(chunk: dict[str, Any], state: StreamState, batch: list[str]) -> bool:
+    def _read_chunk(chunk: Any, state: StreamState, batch: list[str]) -> bool:
         """Add a chunk's text to `batch`; True when the chunk finishes the choice."""
+        if type(chunk) is not dict:
+            raise UpstreamError("The translation model sent a malformed stream.")
         if "error" in chunk:
             log.warning("upstream_error_event", error=_short(chunk["error"]))
             raise UpstreamError("The translation model reported an error.")
@@ -252,14 +260,11 @@ async def _read_to_end(chunks: AsyncIterator[bytes]) -> None:
         pass
 
 
-def _parse(payload: bytes) -> dict[str, Any]:
+def _parse(payload: bytes) -> Any:
     try:
-        chunk = orjson.loads(payload)
+        return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("The translation model sent a malformed stream.") from exc
-    if not isinstance(chunk, dict):
-        raise UpstreamError("The translation model sent a malformed stream.")
-    return chunk
 
 
 def _short(value: object) -> str:
