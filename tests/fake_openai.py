@@ -9,6 +9,7 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[drop:N]]`: sends N pieces, then drops the connection;
 - `[[hang]]`: never answers; `[[close]]`: closes the connection without answering;
 - `[[stall:N]]`: sends N pieces, then goes silent;
+- `[[gzip]]`: the whole answer gzip-compressed (`Content-Encoding: gzip`);
 - `[[garbage:N]]`: sends N pieces, a line that is not JSON, then the rest as usual;
 - `[[linger]]`: streams normally up to `[DONE]`, then never ends the HTTP body;
 - `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
@@ -24,6 +25,7 @@ a client closes its connection.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import re
 import threading
@@ -169,8 +171,8 @@ class FakeOpenAI:
         if mode == "hang":
             await reader.read()  # until the client gives up
             return False
-        self._stream_head(writer)
         if self.pieces_per_request is not None:
+            self._stream_head(writer)
             return await self._bench_stream(writer)
         if mode == "pieces":
             pieces = json.loads(arg)
@@ -180,12 +182,24 @@ class FakeOpenAI:
             if fence.startswith("<<<TEXT"):
                 text = text[len(fence) + 1 : text.rfind(fence) - 1]
             pieces = default_pieces(text)
+        if mode != "gzip":
+            self._stream_head(writer)
         if mode == "drop":
             for p in pieces[: int(arg)]:
                 self._chunk(writer, _delta(p))
             await writer.drain()
             writer.transport.abort()
             return False
+        if mode == "gzip":
+            # The whole answer gzip-compressed, as a compressing proxy would send it.
+            body = b"".join(_delta(p) for p in pieces) + b"data: [DONE]\n\n"
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(packed := gzip.compress(body)), packed)
+            )
+            await writer.drain()
+            return True
         if mode == "garbage":
             count = int(arg)
             for p in pieces[:count]:

@@ -74,12 +74,11 @@ def test_body_that_is_not_declared_json(client: httpx.Client, content_type: str)
     _nothing_stored(client)
 
 
-def test_body_without_content_type_is_read_as_json(client: httpx.Client) -> None:
+def test_body_without_content_type_is_refused(client: httpx.Client) -> None:
     request = client.build_request("POST", "/translate", content=b'{"lang": "ko", "message": "hi"}')
     request.headers.pop("content-type", None)
-    response = client.send(request)
-    assert response.status_code == 200, response.text
-    assert response.text.endswith("data: [DONE]\n\n")
+    _assert_error(client.send(request), 422, "invalid_request")
+    _nothing_stored(client)
 
 
 COMPAT_CASES: list[tuple[Any, dict[str, str], int, str]] = [

@@ -172,3 +172,10 @@ def test_malformed_chunk_is_in_band_error(client: httpx.Client) -> None:
     record = _record(client, response)
     assert record["status"] == "failed" and record["error"]["code"] == "upstream_error"
     assert "three" not in record["translation"]
+
+
+def test_compressed_answer_is_decoded(client: httpx.Client) -> None:
+    plain = client.post("/translate", json={"lang": "ko", "message": "one two"})
+    packed = client.post("/translate", json={"lang": "ko", "message": "one two [[gzip]]"})
+    assert packed.status_code == 200
+    assert packed.text == plain.text and "two" in plain.text

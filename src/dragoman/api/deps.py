@@ -45,11 +45,12 @@ def _located(exc: ValidationError, *loc: str) -> RequestValidationError:
 async def read_body(request: Request, model: type[ModelT]) -> ModelT:
     """The JSON body, parsed and validated in one pass.
 
-    As FastAPI does, a body declared as anything but JSON is refused: a browser may send a
-    cross-origin `text/plain` POST without asking first, and that must not start a translation.
+    As FastAPI does, a body not declared as JSON is refused: a browser may send a cross-origin
+    POST with any other content type (or none) without asking first, and that must not start
+    a translation.
     """
     content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
+    if content_type is None or not _is_json(content_type):
         raise InvalidRequest("The request body must be JSON (Content-Type: application/json).")
     try:
         return model.model_validate_json(await request.body())

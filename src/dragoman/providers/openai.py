@@ -3,11 +3,11 @@
 The official SDK is the authority on how a request is addressed and authenticated (base URL,
 API key, its default headers) and on what an error answer means: a non-2xx answer is turned
 into the SDK's own typed exception by the SDK itself. The streaming request is sent with
-aiohttp, the transport the SDK itself offers (`openai[aiohttp]`), from a URL and headers the
-SDK computed once: building each request through the SDK's generic machinery cost about
-1.6 ms before the first token, more than everything else on that path together. The body is
-read per network read and parsed with orjson, a fraction of the cost of the SDK's pydantic
-chunk objects.
+aiohttp (a transport the SDK itself offers as an option), to a URL and with headers the SDK
+computed once, merged in the SDK's order: building each request through the SDK's generic
+machinery cost about 1.6 ms before the first token, more than everything else on that path
+together. The body is read per network read and parsed with orjson, a fraction of the cost of
+the SDK's pydantic chunk objects.
 """
 
 from __future__ import annotations
@@ -48,11 +48,7 @@ class OpenAIProvider:
             max_retries=0,
         )
         self._url = f"{self._client.base_url}chat/completions"
-        self._headers = {
-            key: value
-            for key, value in {**self._client.default_headers, **self._client.auth_headers}.items()
-            if isinstance(value, str)  # the SDK marks headers it leaves out with Omit
-        }
+        self._headers = _sdk_headers(self._client)
         # The first-token and idle timeouts are enforced by the caller; the socket read
         # timeout is only a backstop that must not cut either short.
         self._timeout = aiohttp.ClientTimeout(
@@ -67,10 +63,11 @@ class OpenAIProvider:
         if self._session is None:
             # limit=0 is aiohttp's "no limit": a thousand concurrent streams never wait on
             # each other for a connection. Kept-alive connections skip the TCP handshake.
+            # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they do to the SDK's own requests.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=15.0),
                 timeout=self._timeout,
-                auto_decompress=False,
+                trust_env=True,
             )
         return self._session
 
@@ -158,7 +155,11 @@ class OpenAIProvider:
                     if start < len(payloads):
                         # The rest of the read: one parse for all its chunks.
                         batch = []
-                        for chunk in _parse(b"[" + b",".join(payloads[start:]) + b"]"):
+                        rest_of_read = payloads[start:]
+                        parsed = _parse(b"[" + b",".join(rest_of_read) + b"]")
+                        if len(parsed) != len(rest_of_read):  # an empty or a doubled payload
+                            raise UpstreamError("The translation model sent a malformed stream.")
+                        for chunk in parsed:
                             finished = self._read_chunk(chunk, state, batch) or finished
                         if batch:
                             sent_any = True
@@ -212,9 +213,15 @@ class OpenAIProvider:
                     content += data
         except (TimeoutError, aiohttp.ClientError):
             pass  # the status alone decides the class
+        # aiohttp has already decoded the body: the encoding headers would have it decoded twice.
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in response.raw_headers
+            if k.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
+        ]
         answer = httpx2.Response(
             response.status,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            headers=headers,
             content=content,
             request=httpx2.Request("POST", self._url),
         )
@@ -265,6 +272,19 @@ def _parse(payload: bytes) -> Any:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("The translation model sent a malformed stream.") from exc
+
+
+def _sdk_headers(client: openai.AsyncOpenAI) -> dict[str, str]:
+    """The SDK's headers for a request: authentication first, then its default and custom
+    headers, which win, case-insensitively; headers it marks with Omit are left out."""
+    merged: dict[str, tuple[str, str]] = {}
+    for mapping in (client.auth_headers, client.default_headers):
+        for name, value in mapping.items():
+            if isinstance(value, str):
+                merged[name.lower()] = (name, value)
+            else:
+                merged.pop(name.lower(), None)
+    return dict(merged.values())
 
 
 def _short(value: object) -> str:
