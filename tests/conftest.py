@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,3 +102,13 @@ def server(make_server: Callable[..., ServerThread]) -> ServerThread:
 def client(server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # llama_cpp opens two /dev/null files when imported and never closes them; closed here, their
+    # ResourceWarnings do not end the run's output after the summary line.
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
