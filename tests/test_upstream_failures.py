@@ -179,3 +179,18 @@ def test_compressed_answer_is_decoded(client: httpx.Client) -> None:
     packed = client.post("/translate", json={"lang": "ko", "message": "one two [[gzip]]"})
     assert packed.status_code == 200
     assert packed.text == plain.text and "two" in plain.text
+
+
+def test_upstream_reached_through_proxy_from_environment(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake answers absolute-form requests too, so it can stand in for an HTTP proxy; the
+    # upstream's host does not resolve, so only the proxy can reach it.
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{fake.port}")
+    server = make_server(openai_base_url="http://upstream.invalid:9/v1", model="fake-model")
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        response = client.post("/translate", json={"lang": "ko", "message": "one two"})
+    assert response.status_code == 200, response.text
+    assert "two" in response.text and response.text.endswith("data: [DONE]\n\n")

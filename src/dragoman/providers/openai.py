@@ -13,6 +13,8 @@ the SDK's pydantic chunk objects.
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,7 @@ import httpx2
 import openai
 import orjson
 import structlog
+import yarl
 
 from dragoman.config import DEFAULT_OPENAI_MODEL, Settings
 from dragoman.errors import DragomanError, UpstreamError, UpstreamRateLimited, UpstreamTimeout
@@ -63,11 +66,15 @@ class OpenAIProvider:
         if self._session is None:
             # limit=0 is aiohttp's "no limit": a thousand concurrent streams never wait on
             # each other for a connection. Kept-alive connections skip the TCP handshake.
-            # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they do to the SDK's own requests.
+            # HTTP(S)_PROXY and NO_PROXY apply, as they do to the SDK's own requests; read once
+            # here (aiohttp's `trust_env` reads the environment and ~/.netrc on every request,
+            # about 0.3 ms).
+            proxy = _env_proxy(self._url)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=15.0),
                 timeout=self._timeout,
-                trust_env=True,
+                proxy=proxy.with_user(None) if proxy else None,
+                proxy_auth=aiohttp.BasicAuth.from_url(proxy) if proxy else None,
             )
         return self._session
 
@@ -272,6 +279,15 @@ def _parse(payload: bytes) -> Any:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("The translation model sent a malformed stream.") from exc
+
+
+def _env_proxy(url: str) -> yarl.URL | None:
+    """The proxy that HTTP_PROXY / HTTPS_PROXY name for `url`, unless NO_PROXY exempts it."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    return yarl.URL(proxy) if proxy else None
 
 
 def _sdk_headers(client: openai.AsyncOpenAI) -> dict[str, str]:
