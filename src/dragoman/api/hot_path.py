@@ -13,7 +13,8 @@ the CORS middleware answers them; so do other methods and paths.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -34,21 +35,20 @@ Handler = Callable[[Request], Awaitable[Any]]
 class HotPathApp(FastAPI):
     """A FastAPI application that serves a few POST routes directly."""
 
-    hot_paths: dict[str, Handler]
-    hot_paths_skip_origin: bool
+    hot_paths: Mapping[str, Handler] = MappingProxyType({})
+    hot_paths_skip_origin = False
 
-    def serve_directly(self, paths: dict[str, Handler], *, unless_cross_origin: bool) -> None:
+    def serve_directly(self, paths: Mapping[str, Handler], *, unless_cross_origin: bool) -> None:
         self.hot_paths = paths
         self.hot_paths_skip_origin = unless_cross_origin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = None
-        paths = getattr(self, "hot_paths", None)
-        if paths and scope["type"] == "http" and scope["method"] == "POST":
-            handler = paths.get(scope["path"])
-            if handler is not None and self.hot_paths_skip_origin:
-                if any(name == b"origin" for name, _ in scope["headers"]):
-                    handler = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.hot_paths.get(scope["path"])
+        if handler is not None and self.hot_paths_skip_origin:
+            if any(name == b"origin" for name, _ in scope["headers"]):
+                handler = None
         if handler is None:
             await super().__call__(scope, receive, send)
             return
