@@ -152,7 +152,7 @@ def streams() -> Iterator[list[_Stream]]:
 def test_queue_positions_full_queue_and_cancellation(
     local: Callable[..., ServerThread], streams: list[_Stream]
 ) -> None:
-    server = local(queue_max=2)
+    server = local(queue_max=2, local_parallel=1)
     running = _Stream(server, LONG_TEXT)
     streams.append(running)
     running.wait_for(lambda: "delta" in running.kinds())
@@ -194,14 +194,16 @@ def test_queue_positions_full_queue_and_cancellation(
 def test_time_in_the_queue_is_not_first_token_time(
     local: Callable[..., ServerThread], streams: list[_Stream]
 ) -> None:
-    server = local(first_token_timeout_s=1.0)
+    server = local(first_token_timeout_s=3.0, local_parallel=1)
+    # The language pair's examples evaluated once, so the running request starts at once.
+    httpx.post(f"{server.url}/translate", json={"lang": "de", "message": "Hi."}, timeout=60)
     running = _Stream(server, LONG_TEXT)
     streams.append(running)
     running.wait_for(lambda: "delta" in running.kinds())
     waiting = _Stream(server, "Good evening.")
     streams.append(waiting)
     waiting.wait_for(lambda: "queued" in waiting.kinds())
-    time.sleep(2.5)  # well past the first-token timeout, still waiting for its turn
+    time.sleep(4.5)  # well past the first-token timeout, still waiting for its turn
     assert "error" not in waiting.kinds()
     running.close()
     waiting.wait_for(lambda: "done" in waiting.kinds() or "error" in waiting.kinds())

@@ -51,15 +51,13 @@ def serve(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Worker processes. Default 1; with the local provider each worker loads its "
-            "own copy of the model (about 300 MB of memory and all the CPU threads each).",
+            help="HTTP worker processes (default 1). With the local provider they share one "
+            "engine process, which holds the only copy of the model.",
             min=1,
         ),
     ] = None,
 ) -> None:
     """Start the HTTP service."""
-    import uvicorn
-
     from dragoman.app import PREPARED_ENV
     from dragoman.logging import configure_logging
     from dragoman.records.store import RecordStore
@@ -72,12 +70,6 @@ def serve(
             "(for a self-hosted OpenAI-compatible server)."
         )
     count = workers or 1
-    if settings.provider == "local" and count > 1:
-        typer.echo(
-            f"dragoman: {count} workers each load the local model and compete for "
-            f"{os.cpu_count()} CPUs; one worker is usually faster.",
-            err=True,
-        )
 
     async def prepare() -> None:
         store = RecordStore(settings.database_url)
@@ -88,6 +80,23 @@ def serve(
 
     asyncio.run(prepare())
     os.environ[PREPARED_ENV] = "1"
+    engine = None
+    if settings.provider == "local" and not settings.engine_socket:
+        from dragoman.engine.background import BackgroundEngine
+
+        # One engine for every worker: started here, its socket handed to them.
+        engine = BackgroundEngine(settings).start()
+        os.environ["DRAGOMAN_ENGINE_SOCKET"] = engine.socket_path
+    try:
+        _run_uvicorn(settings, host, port, count)
+    finally:
+        if engine is not None:
+            engine.stop()
+
+
+def _run_uvicorn(settings: Settings, host: str, port: int, count: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "dragoman.app:create_app",
         factory=True,

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     model_path: str | None = None
     local_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     queue_max: int = Field(default=32, ge=0)
+    # Requests the embedded engine decodes together in one batch (see README, "Embedded model").
+    local_parallel: int = Field(default=4, ge=1, le=64)
+    # Set by `dragoman serve` for its workers: the socket of the engine it supervises.
+    engine_socket: str | None = None
     database_url: str = "sqlite+aiosqlite:///./dragoman.db"
     max_text_chars: int = Field(default=10_000, ge=1)
     first_token_timeout_s: float = Field(default=30.0, gt=0)
@@ -46,7 +50,9 @@ class Settings(BaseSettings):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
-    @field_validator("openai_base_url", "openai_api_key", "model", "model_path", mode="before")
+    @field_validator(
+        "openai_base_url", "openai_api_key", "model", "model_path", "engine_socket", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

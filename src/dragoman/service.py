@@ -25,6 +25,7 @@ from dragoman.config import Settings
 from dragoman.errors import (
     DatabaseUnavailable,
     DragomanError,
+    QueueFull,
     TextTooLong,
     UpstreamTimeout,
 )
@@ -177,6 +178,12 @@ class Job:
             except TimeoutError:
                 log.warning("upstream_timeout", id=record.id, after_first_piece=bool(parts))
                 error = UpstreamTimeout()
+        except QueueFull as exc:
+            if parts or self._created is not None:
+                error = exc
+            else:  # refused at admission: not accepted, so not recorded
+                yield Failed(exc, record)
+                return
         except DragomanError as exc:
             error = exc
         except (asyncio.CancelledError, GeneratorExit):

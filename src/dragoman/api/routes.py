@@ -171,7 +171,8 @@ async def readyz(request: Request, translator: TranslatorDep, store: StoreDep) -
     if request.app.state.registry.stopping:
         return error_response(NotReady("The server is shutting down."))
     if not translator.provider.is_ready():
-        return error_response(NotReady("The translation model is not ready yet."))
+        reason = translator.provider.not_ready_reason()
+        return error_response(NotReady(reason or "The translation model is not ready yet."))
     if not await translator.provider.check_ready():
         return error_response(NotReady("The translation model cannot be reached."))
     if not await store.ping():

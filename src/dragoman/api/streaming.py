@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from dragoman.errors import DatabaseUnavailable, DragomanError
+from dragoman.errors import DatabaseUnavailable, DragomanError, QueueFull
 from dragoman.providers.base import Queued
 from dragoman.service import Event, Failed, Finished, Job
 from dragoman.sse import DONE, HEADERS, PING, JsonEventEncoder, RawTextEncoder, json_bytes
@@ -158,7 +158,7 @@ class JobResponse(Response):
             return
         headers = [(b"content-type", b"application/json")]
         out_headers = {**error.headers, **self.out_headers}
-        if isinstance(error, DatabaseUnavailable):  # no record was stored to point at
+        if isinstance(error, DatabaseUnavailable | QueueFull):  # no record to point at
             out_headers.pop("X-Translation-Id", None)
         for k, v in out_headers.items():
             headers.append((k.lower().encode(), v.encode()))

@@ -33,7 +33,8 @@ def library_files() -> list[Path]:
     if spec is None or spec.origin is None:
         raise FileNotFoundError("llama_cpp is not installed")
     lib = Path(spec.origin).parent / "lib"
-    return sorted(p for p in lib.glob("*.so*") if p.is_file())
+    # Versioned names are links to one file: read each file once.
+    return sorted({p.resolve() for p in lib.glob("*.so*") if p.is_file()})
 
 
 def forbidden_instructions(path: Path) -> dict[str, int]:

@@ -46,6 +46,9 @@ class Provider(Protocol):
 
     def is_ready(self) -> bool: ...
 
+    def not_ready_reason(self) -> str | None:
+        """Why the provider is not ready, in words for people (None when it is)."""
+
     async def check_ready(self) -> bool:
         """A fresh readiness probe for /readyz."""
 

@@ -104,6 +104,9 @@ class OpenAIProvider:
     def is_ready(self) -> bool:
         return self._model is not None or not self._settings.openai_base_url
 
+    def not_ready_reason(self) -> str | None:
+        return None if self.is_ready() else "The translation server lists no model yet."
+
     async def check_ready(self) -> bool:
         if self._model is None and self._settings.openai_base_url:
             return await self._discover_model()

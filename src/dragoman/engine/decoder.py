@@ -1,0 +1,203 @@
+"""llama.cpp's batch API for several sequences at once, greedy, with shared prompt prefixes.
+
+One llama.cpp context holds `parallel` generation sequences (ids 0..parallel-1) and a few
+prefix sequences (ids from `parallel` on). The key/value cache is unified: copying a prefix
+sequence into a generation sequence only tags the prefix's cells with one more sequence id, so
+a few-shot prefix is evaluated once and shared by every request of its language pair.
+
+Everything here runs in one thread (the engine's decode thread); llama.cpp's calls release the
+GIL, so the engine's event loop goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class DecodeError(Exception):
+    """llama.cpp could not decode a batch."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """One token of a batch: which sequence, where, and whether its logits are wanted."""
+
+    seq: int
+    token: int
+    pos: int
+    logits: bool
+
+
+def _silence_llama_log() -> None:
+    """llama.cpp prints notices (such as `llama_kv_cache_iswa`) on standard error for every
+    context; the engine reports what matters in its own log instead."""
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    # Kept alive on the module: llama.cpp holds the pointer.
+    globals()["_LOG_CALLBACK"] = _quiet
+    llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
+
+
+class Decoder:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        threads: int,
+        parallel: int,
+        n_ctx: int,
+        n_batch: int = 1024,
+        prefix_slots: int = 4,
+    ) -> None:
+        import llama_cpp as ll
+
+        self._ll = ll
+        _silence_llama_log()
+        ll.llama_backend_init()
+        model_params = ll.llama_model_default_params()
+        self.model = ll.llama_model_load_from_file(model_path.encode(), model_params)
+        if not self.model:
+            raise DecodeError(f"cannot load the model file {model_path}")
+        self.vocab = ll.llama_model_get_vocab(self.model)
+        self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
+        self.parallel = parallel
+        self.n_batch = n_batch
+        self.n_ctx = n_ctx
+        params = ll.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = min(512, n_batch)
+        params.n_seq_max = parallel + prefix_slots
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.kv_unified = True  # prefix cells shared between sequences, not copied
+        params.swa_full = True  # sliding-window layers keep every cell a shared prefix needs
+        params.no_perf = True
+        self.ctx = ll.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            ll.llama_model_free(self.model)
+            raise DecodeError("cannot create a llama.cpp context")
+        self.mem = ll.llama_get_memory(self.ctx)
+        self._batch = ll.llama_batch_init(n_batch, 0, 1)
+        # Prefix text -> (sequence id, length in tokens), least recently used first.
+        self._prefixes: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._free_prefix_ids = list(range(parallel, parallel + prefix_slots))
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self.bos = int(ll.llama_vocab_bos(self.vocab))
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+
+    # Text and tokens
+
+    def tokenize(self, text: str, *, bos: bool, special: bool = False) -> list[int]:
+        """`special`: parse special-token text such as `<start_of_turn>` (chat templates)."""
+        data = text.encode()
+        size = len(data) + 8
+        while True:
+            buf = (self._ll.llama_token * size)()
+            n = self._ll.llama_tokenize(self.vocab, data, len(data), buf, size, bos, special)
+            if n >= 0:
+                return list(buf[:n])
+            size = -n
+
+    def piece(self, token: int) -> bytes:
+        n = self._ll.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._ll.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+            return buf.raw[:n]
+        return self._piece_buf.raw[:n]
+
+    def is_end(self, token: int) -> bool:
+        return bool(self._ll.llama_vocab_is_eog(self.vocab, token))
+
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(65536)
+        n = self._ll.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def token_text(self, token: int) -> str:
+        raw = self._ll.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", "replace") if raw else ""
+
+    # Sequences
+
+    def clear(self, seq: int) -> None:
+        self._ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+
+    def start_with_prefix(self, seq: int, prefix: str) -> int:
+        """Empty `seq`, then share the evaluated `prefix` with it. Returns the prefix length."""
+        self.clear(seq)
+        if not prefix:
+            return 0
+        prefix_seq, length = self._prefix(prefix)
+        self._ll.llama_memory_seq_cp(self.mem, prefix_seq, seq, 0, length)
+        return length
+
+    def prefix_length(self, prefix: str) -> int | None:
+        """Tokens of `prefix` when it is evaluated already, else None."""
+        found = self._prefixes.get(prefix)
+        return found[1] if found is not None else None
+
+    def prefix_cells(self) -> int:
+        return sum(length for _, length in self._prefixes.values())
+
+    def _prefix(self, prefix: str) -> tuple[int, int]:
+        found = self._prefixes.get(prefix)
+        if found is not None:
+            self._prefixes.move_to_end(prefix)
+            return found
+        if self._free_prefix_ids:
+            prefix_seq = self._free_prefix_ids.pop()
+        else:
+            _, (prefix_seq, _) = self._prefixes.popitem(last=False)
+            self.clear(prefix_seq)  # cells still shared by running sequences stay theirs
+        tokens = self.tokenize(prefix, bos=self.add_bos)
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            self.decode([Entry(prefix_seq, t, start + i, False) for i, t in enumerate(chunk)])
+        self._prefixes[prefix] = (prefix_seq, len(tokens))
+        return prefix_seq, len(tokens)
+
+    # Decoding
+
+    def decode(self, entries: list[Entry]) -> list[int]:
+        """Decode one batch; the greedy next token for every entry that asked for logits."""
+        batch: Any = self._batch
+        for i, e in enumerate(entries):
+            batch.token[i] = e.token
+            batch.pos[i] = e.pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = e.seq
+            batch.logits[i] = e.logits
+        batch.n_tokens = len(entries)
+        status = self._ll.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise DecodeError(f"llama_decode returned {status}")
+        out = []
+        for i, e in enumerate(entries):
+            if e.logits:
+                pointer = self._ll.llama_get_logits_ith(self.ctx, i)
+                logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+                out.append(int(logits.argmax()))
+        return out
+
+    def close(self) -> None:
+        ll = self._ll
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            ll.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            ll.llama_model_free(self.model)
+            self.model = None

@@ -1,0 +1,288 @@
+"""Continuous batching: every running request is a sequence in the same llama.cpp batch.
+
+Each step admits waiting requests into free sequence slots (first come, first served), starts
+the next unit (sentence) of every request that needs one, decodes one token for every running
+sequence in one `llama_decode` call, and lets finished or cancelled requests leave. A request
+that arrives joins at the next step; a cancelled one stops before its next token.
+
+Scheduling runs on the engine's event loop; llama.cpp runs on one decode thread, one call per
+step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import collections
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from dragoman.engine.decoder import Decoder, DecodeError, Entry
+from dragoman.engine.units import Unit
+
+log = structlog.get_logger(__name__)
+
+# A translation runs about as long as its source; more than this is runaway repetition.
+MAX_NEW_TOKENS = 1024
+
+
+def max_new_tokens(source_tokens: int) -> int:
+    return min(MAX_NEW_TOKENS, 3 * source_tokens + 16)
+
+
+class QueueFullError(Exception):
+    pass
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    units: list[Unit]
+    emit: Emit  # sends a message to the request's client
+    key: Any = None  # the client's id for it
+    cancelled: bool = False
+    slot: int = -1
+    unit: int = -1  # index of the running unit
+    # The running unit's state.
+    pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
+    pos: int = 0  # position of the next token of this sequence
+    last: int | None = None  # the last sampled token, fed at the next step
+    produced: int = 0
+    limit: int = 0
+    reserved: int = 0  # cache cells this unit may use (prompt + output)
+    began: bool = False  # a non-space piece of this unit went out
+    decoder: Any = None
+    done: bool = False  # every unit ran: the request leaves after this step
+    error: str | None = None  # ends the request with this message after this step
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class Scheduler:
+    def __init__(self, decoder: Decoder, *, parallel: int, queue_max: int) -> None:
+        self._decoder = decoder
+        self.parallel = parallel
+        self.queue_max = queue_max
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.slots: list[Request | None] = [None] * parallel
+        self._free_after_step: list[int] = []
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="dragoman-decode")
+        # Cells held by shared prefixes; the rest of the context is for running units.
+        self._prefix_reserve = 0
+
+    # Requests in and out (event loop)
+
+    def submit(self, request: Request) -> int:
+        """Queue a request. Returns its position (0: it starts at the next step)."""
+        free = sum(1 for s in self.slots if s is None)
+        if len(self.waiting) - free >= self.queue_max:
+            raise QueueFullError()
+        self.waiting.append(request)
+        self._wake.set()
+        return max(len(self.waiting) - free, 0)
+
+    def cancel(self, request: Request) -> None:
+        if request.cancelled:
+            return
+        request.cancelled = True
+        if request in self.waiting:
+            self.waiting.remove(request)
+            self._tell_positions()
+        self._wake.set()
+
+    def active(self) -> int:
+        return sum(1 for s in self.slots if s is not None)
+
+    def _tell_positions(self) -> None:
+        free = sum(1 for s in self.slots if s is None)
+        for i, request in enumerate(self.waiting):
+            request.emit({"q": max(i + 1 - free, 1)})
+
+    # The step loop
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.waiting and self.active() == 0:
+                self._wake.clear()
+                await self._wake.wait()
+            self._drop_cancelled()
+            self._admit()
+            if self.active() == 0:
+                continue
+            try:
+                sampled = await loop.run_in_executor(self._executor, self._step_sync)
+            except DecodeError as exc:
+                self._fail_all(str(exc))
+                continue
+            self._deliver(sampled)
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Requests that finished or failed during the step leave their slots."""
+        for i, request in enumerate(self.slots):
+            if request is None:
+                continue
+            if request.error is not None:
+                request.emit({"err": request.error})
+                self._release(i)
+            elif request.done:
+                request.emit({"end": [request.prompt_tokens, request.completion_tokens]})
+                self._release(i)
+
+    def _drop_cancelled(self) -> None:
+        for i, request in enumerate(self.slots):
+            if request is not None and request.cancelled:
+                self._release(i)
+
+    def _release(self, slot: int) -> None:
+        self.slots[slot] = None
+        self._free_after_step.append(slot)
+
+    def _admit(self) -> None:
+        admitted = False
+        for i in range(self.parallel):
+            if self.slots[i] is None and self.waiting:
+                request = self.waiting.popleft()
+                request.slot = i
+                self.slots[i] = request
+                request.emit({"q": 0})
+                admitted = True
+        if admitted:
+            self._tell_positions()
+
+    def _fail_all(self, detail: str) -> None:
+        log.error("engine_decode_failed", detail=detail[:300])
+        for i, request in enumerate(self.slots):
+            if request is not None:
+                request.emit({"err": "The local model failed."})
+                self._release(i)
+
+    # On the decode thread: llama.cpp calls only, plus the request fields no one else writes.
+
+    def _step_sync(self) -> list[tuple[Request, int]]:
+        d = self._decoder
+        for slot in self._free_after_step:
+            d.clear(slot)
+        self._free_after_step.clear()
+        entries: list[Entry] = []
+        wants: list[Request] = []
+        budget = d.n_batch
+        used = self._prefix_reserve + sum(r.reserved for r in self.slots if r is not None)
+        # Running sequences first: one token each, so that a long new prompt never stalls them.
+        for request in self.slots:
+            if request is not None and not request.cancelled and request.last is not None:
+                entries.append(Entry(request.slot, request.last, request.pos, True))
+                request.pos += 1
+                request.last = None
+                wants.append(request)
+                budget -= 1
+        generating = len(wants)
+        for request in self.slots:
+            if request is None or request.cancelled or request in wants[:generating]:
+                continue
+            if request.done or request.error is not None:
+                continue
+            if not request.pending and not self._next_unit(request, d, used):
+                continue
+            used = self._prefix_reserve + sum(r.reserved for r in self.slots if r is not None)
+            if budget <= 0:
+                break
+            chunk, request.pending = request.pending[:budget], request.pending[budget:]
+            for i, token in enumerate(chunk):
+                last = not request.pending and i == len(chunk) - 1
+                entries.append(Entry(request.slot, token, request.pos + i, last))
+            request.pos += len(chunk)
+            budget -= len(chunk)
+            if not request.pending:
+                wants.append(request)
+        if not entries:
+            return []
+        tokens = d.decode(entries)
+        return list(zip(wants, tokens, strict=True))
+
+    def _next_unit(self, request: Request, d: Decoder, used: int) -> bool:
+        """Load the request's next unit that needs the model. False when it has none now."""
+        while request.unit + 1 < len(request.units):
+            unit = request.units[request.unit + 1]
+            if not unit.prompt:
+                request.unit += 1
+                if unit.after:
+                    request.emit({"p": unit.after})
+                continue
+            prompt = d.tokenize(unit.prompt, bos=not unit.prefix and d.add_bos, special=unit.chat)
+            limit = max_new_tokens(len(d.tokenize(unit.source, bos=False, special=False)))
+            cached = d.prefix_length(unit.prefix)
+            new_prefix = 0
+            if cached is None and unit.prefix:
+                new_prefix = len(d.tokenize(unit.prefix, bos=d.add_bos, special=False))
+            need = len(prompt) + limit
+            if need + (cached or new_prefix) > d.n_ctx:
+                request.error = "The text is too long for the local model's context."
+                return False
+            if used + need + new_prefix > d.n_ctx:
+                return False  # waits until running units give their cells back
+            request.unit += 1
+            request.pos = d.start_with_prefix(request.slot, unit.prefix)
+            self._prefix_reserve = d.prefix_cells()
+            request.pending = prompt
+            request.limit = limit
+            request.reserved = need
+            request.produced = 0
+            request.began = False
+            request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            request.prompt_tokens += request.pos + len(prompt)
+            return True
+        request.done = True
+        return False
+
+    # Back on the event loop
+
+    def _deliver(self, sampled: list[tuple[Request, int]]) -> None:
+        d = self._decoder
+        for request, token in sampled:
+            if request.cancelled:
+                continue
+            unit = request.units[request.unit]
+            ended = d.is_end(token)
+            text = ""
+            if not ended:
+                request.produced += 1
+                request.completion_tokens += 1
+                text = request.decoder.decode(d.piece(token))
+                if unit.line and "\n" in text:
+                    text, ended = text[: text.index("\n")], True
+                if request.produced >= request.limit:
+                    ended = True
+            if ended:
+                text += request.decoder.decode(b"", final=True)
+            if not request.began:
+                text = text.lstrip()
+                request.began = bool(text)
+            if text:
+                request.emit({"p": text})
+            if not ended:
+                request.last = token
+                continue
+            request.reserved = 0
+            if unit.after:
+                request.emit({"p": unit.after})
+            if not any(u.prompt for u in request.units[request.unit + 1 :]):
+                for rest in request.units[request.unit + 1 :]:
+                    if rest.after:
+                        request.emit({"p": rest.after})
+                request.unit = len(request.units)
+                request.done = True
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+

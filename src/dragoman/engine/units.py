@@ -1,0 +1,39 @@
+"""A translation task as the engine runs it: a list of units, one generation each.
+
+A base model is prompted sentence by sentence with few-shot examples of the language pair: the
+examples are the unit's `prefix`, identical for every sentence of a pair, so the engine evaluates
+them once and shares them between sequences. An instruct model (a GGUF with a chat template) is
+prompted with the whole text as one chat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dragoman.engine.text import NO_SPACE_BETWEEN_SENTENCES, split_segments
+from dragoman.providers.examples import LABELS, few_shot_prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    prefix: str  # shared, evaluated once per distinct value ("" for none)
+    prompt: str  # what follows the prefix; "" when the unit only emits `after`
+    source: str  # the text being translated: its length in tokens bounds the output
+    after: str  # emitted verbatim once the generation ends (sentence separators, line breaks)
+    line: bool  # the answer ends at the first line break (few-shot completion)
+    chat: bool = False  # the prompt is a rendered chat template: its special tokens are parsed
+
+
+def base_model_units(text: str, source: str, target: str) -> list[Unit]:
+    prefix = few_shot_prefix(source, target)
+    space = "" if target in NO_SPACE_BETWEEN_SENTENCES else " "
+    units = []
+    for sentence, separator in split_segments(text):
+        after = separator.replace(" ", space) if sentence else separator
+        prompt = f"{LABELS[source]}: {sentence}\n{LABELS[target]}:" if sentence else ""
+        units.append(Unit(prefix, prompt, sentence, after, True))
+    return units
+
+
+def chat_unit(prompt: str, text: str) -> Unit:
+    return Unit("", prompt, text, "", False, chat=True)
