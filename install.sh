@@ -21,7 +21,6 @@ if [ "${1:-}" = "--test" ]; then extras="[test,bench]"; fi
 
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/pip install --quiet --upgrade "pip>=24"
 
 version="$(sed -n 's/^llama_cpp_python==//p' constraints.txt)"
 case "$(uname -m)" in

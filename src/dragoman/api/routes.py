@@ -177,8 +177,13 @@ async def readyz(request: Request, translator: TranslatorDep, store: StoreDep) -
         return error_response(NotReady("The translation model cannot be reached."))
     if not await store.ping():
         return error_response(NotReady("The database cannot be reached."))
-    return {
+    ready: dict[str, Any] = {
         "status": "ready",
         "provider": translator.provider.name,
         "model": translator.provider.model,
     }
+    engine_status = getattr(translator.provider, "engine_status", None)
+    if engine_status is not None:  # the embedded engine's process: pid and restarts so far
+        status = engine_status()
+        ready["engine"] = {"pid": status.get("pid"), "restarts": status.get("restarts", 0)}
+    return ready

@@ -102,9 +102,7 @@ class EngineClient:
         self._pending[key] = queue
         finished = False
         try:
-            writer.write(
-                wire.encode({"go": key, "text": text, "source": source, "target": target})
-            )
+            writer.write(wire.encode({"go": key, "text": text, "source": source, "target": target}))
             while True:
                 message = await queue.get()
                 if "p" in message:

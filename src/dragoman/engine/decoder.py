@@ -38,7 +38,7 @@ def _silence_llama_log() -> None:
     context; the engine reports what matters in its own log instead."""
     import llama_cpp
 
-    @llama_cpp.llama_log_callback
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
     def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         return None
 

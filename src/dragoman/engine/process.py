@@ -25,10 +25,10 @@ from typing import Any
 import structlog
 
 from dragoman.engine import wire
-from dragoman.engine.wire import EXIT_LOAD_FAILED
 from dragoman.engine.decoder import Decoder
 from dragoman.engine.scheduler import QueueFullError, Request, Scheduler
 from dragoman.engine.units import Unit, base_model_units, chat_unit
+from dragoman.engine.wire import EXIT_LOAD_FAILED
 from dragoman.logging import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -52,7 +52,7 @@ class ChatRenderer:
         )
 
     def render(self, messages: list[dict[str, str]]) -> str:
-        return str(self._format(messages=messages).prompt)
+        return str(self._format(messages=messages).prompt)  # type: ignore[arg-type]
 
 
 class Engine:
@@ -73,7 +73,9 @@ class Engine:
             return [chat_unit(self.chat.render(chat_messages(task)), text)]
         return base_model_units(text, source, target)
 
-    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         requests: dict[Any, Request] = {}
 
         def write(message: dict[str, Any]) -> None:
@@ -111,12 +113,14 @@ class Engine:
                     if position > 0:
                         write({"id": key, "q": position})
                 elif "stop" in message:
-                    request = requests.pop(message["stop"], None)
-                    if request is not None:
-                        self.scheduler.cancel(request)
+                    stopped = requests.pop(message["stop"], None)
+                    if stopped is not None:
+                        self.scheduler.cancel(stopped)
                 await writer.drain()
         except (ConnectionError, ValueError) as exc:
             log.warning("engine_client_error", error=type(exc).__name__)
+        except asyncio.CancelledError:
+            pass  # the engine is stopping: the connection just closes
         finally:
             # A worker that went away takes its requests with it.
             for request in requests.values():
@@ -150,9 +154,10 @@ def _exit_when_orphaned() -> None:
 async def _serve(args: argparse.Namespace, decoder: Decoder, chat: ChatRenderer | None) -> None:
     scheduler = Scheduler(decoder, parallel=args.parallel, queue_max=args.queue_max)
     engine = Engine(decoder, scheduler, chat)
-    path = Path(args.socket)
-    path.unlink(missing_ok=True)
-    server = await asyncio.start_unix_server(engine.serve_client, path=str(path), limit=wire.LINE_LIMIT)
+    _remove(args.socket)
+    server = await asyncio.start_unix_server(
+        engine.serve_client, path=args.socket, limit=wire.LINE_LIMIT
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -164,7 +169,11 @@ async def _serve(args: argparse.Namespace, decoder: Decoder, chat: ChatRenderer 
     await stop.wait()
     server.close()
     runner.cancel()
-    path.unlink(missing_ok=True)
+    _remove(args.socket)
+
+
+def _remove(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from dragoman.engine.decoder import Decoder, DecodeError, Entry
+from dragoman.engine.decoder import DecodeError, Decoder, Entry
 from dragoman.engine.units import Unit
 
 log = structlog.get_logger(__name__)
@@ -285,4 +285,3 @@ class Scheduler:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
-

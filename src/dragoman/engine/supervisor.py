@@ -173,7 +173,9 @@ class EngineSupervisor:
                 pass
         if self.state not in ("crash_loop", "failed"):
             self._set("stopped", "The server is shutting down.")
+        self._remove_files()
+
+    def _remove_files(self) -> None:
         if self._write_status:
             status_path(self.socket_path).unlink(missing_ok=True)
         Path(self.socket_path).unlink(missing_ok=True)
-

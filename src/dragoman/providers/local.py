@@ -43,7 +43,13 @@ log = structlog.get_logger(__name__)
 
 BUNDLED_MODEL = "gemma-3-270m (Q4_K_M)"
 
-__all__ = ["BUNDLED_MODEL", "LocalProvider", "bundled_model_path", "split_segments", "split_sentences"]
+__all__ = [
+    "BUNDLED_MODEL",
+    "LocalProvider",
+    "bundled_model_path",
+    "split_segments",
+    "split_sentences",
+]
 
 
 def bundled_model_path() -> Path:
