@@ -1,11 +1,13 @@
 """Translation quality of a provider, scored with chrF (sacrebleu) per direction.
 
-    python -m bench.quality [--server URL]
+    python -m bench.quality [--server URL] [--concurrency N]
 
 Without --server it starts `dragoman serve` with the current environment (the configured
 provider: the embedded model by default) on a free port. Each of the 40 pairs in
 bench/quality/pairs.tsv is translated in both directions (English to the other language and
-back) with `stream: false`.
+back) with `stream: false`. `--concurrency N` sends them from N clients at once, so that the
+embedded engine decodes them together in one batch: its scores show what batching does to
+quality.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -44,33 +47,40 @@ def _start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def evaluate(url: str) -> dict[str, tuple[float, int]]:
+def evaluate(url: str, concurrency: int = 1) -> dict[str, tuple[float, int]]:
     rows = list(csv.DictReader(PAIRS.open(encoding="utf-8"), delimiter="\t"))
-    hyps: dict[str, list[str]] = defaultdict(list)
-    refs: dict[str, list[str]] = defaultdict(list)
+    jobs = []
+    for row in rows:
+        lang = row["lang"]
+        jobs.append(("en", lang, row["en"], row["other"]))
+        jobs.append((lang, "en", row["other"], row["en"]))
     with httpx.Client(base_url=url, timeout=300) as client:
         info = client.get("/readyz").json()
         print(f"provider={info.get('provider')} model={info.get('model')}", file=sys.stderr)
-        for row in rows:
-            lang = row["lang"]
-            for source, target, text, ref in (
-                ("en", lang, row["en"], row["other"]),
-                (lang, "en", row["other"], row["en"]),
-            ):
-                response = client.post(
-                    "/v1/translations",
-                    json={
-                        "text": text,
-                        "source_lang": source,
-                        "target_lang": target,
-                        "script_id": "bench-quality",
-                        "stream": False,
-                    },
-                )
-                response.raise_for_status()
-                direction = f"{source}→{target}"
-                hyps[direction].append(response.json()["translation"].strip())
-                refs[direction].append(ref)
+
+        def translate(job: tuple[str, str, str, str]) -> str:
+            source, target, text, _ = job
+            response = client.post(
+                "/v1/translations",
+                json={
+                    "text": text,
+                    "source_lang": source,
+                    "target_lang": target,
+                    "script_id": "bench-quality",
+                    "stream": False,
+                },
+            )
+            response.raise_for_status()
+            return str(response.json()["translation"]).strip()
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            outputs = list(pool.map(translate, jobs))
+    hyps: dict[str, list[str]] = defaultdict(list)
+    refs: dict[str, list[str]] = defaultdict(list)
+    for (source, target, _, ref), output in zip(jobs, outputs, strict=True):
+        direction = f"{source}→{target}"
+        hyps[direction].append(output)
+        refs[direction].append(ref)
     chrf = CHRF()
     return {d: (chrf.corpus_score(hyps[d], [refs[d]]).score, len(hyps[d])) for d in sorted(hyps)}
 
@@ -78,6 +88,7 @@ def evaluate(url: str) -> dict[str, tuple[float, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", help="a running dragoman; default: start one")
+    parser.add_argument("--concurrency", type=int, default=1, help="clients at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         proc = None
@@ -85,7 +96,7 @@ def main() -> None:
         if url is None:
             proc, url = _start_server(workdir)
         try:
-            scores = evaluate(url)
+            scores = evaluate(url, args.concurrency)
         finally:
             if proc is not None:
                 proc.terminate()

@@ -143,3 +143,11 @@ def test_health_and_docs(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/v1/translations" in spec["paths"] and "/translate" in spec["paths"]
+
+
+def test_docs_work_without_internet(client: httpx.Client) -> None:
+    page = client.get("/docs").text
+    assert "cdn." not in page and "https://" not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        answer = client.get(f"/docs-assets/{asset}")
+        assert answer.status_code == 200 and len(answer.content) > 10_000

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from dragoman import __version__
+from dragoman.api.docs import install_offline_docs
 from dragoman.api.errors import install_error_handlers
 from dragoman.api.hot_path import HotPathApp
 from dragoman.api.routes import create_translation, router, translate_compat
@@ -72,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Live machine translation streamed over Server-Sent Events.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_offline_docs(app)
     install_error_handlers(app)
     app.include_router(router)
     app.serve_directly(
