@@ -156,3 +156,26 @@ def test_crash_loop_stops_restarting_and_says_why(local: Callable[..., ServerThr
     response = httpx.post(f"{server.url}/translate", json={"lang": "ko", "message": "Hello."})
     assert response.status_code == 502
     assert "not restarted" in response.json()["error"]["message"]
+
+
+def test_requests_are_decoded_together(local: Callable[..., ServerThread]) -> None:
+    server = local(local_parallel=4)
+    texts = ["Good morning.", "I like green tea.", "Where is the station?"]
+    results: list[list[tuple[str, str]]] = [[] for _ in texts]
+
+    def run(i: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            body = {"text": texts[i], "target_lang": "fr", "source_lang": "en"}
+            with connect_sse(client, "POST", "/v1/translations", json=body) as source:
+                results[i] = [(e.event, e.data) for e in source.iter_sse()]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for events in results:
+        kinds = [kind for kind, _ in events]
+        assert "queued" not in kinds, kinds  # room for all three in one batch
+        assert kinds[0] == "start" and kinds[-1] == "done"
+        assert json.loads(events[-1][1])["translation"]
