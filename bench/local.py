@@ -5,8 +5,8 @@
 The same sentences (the 40 English sentences of bench/quality/pairs.tsv into Korean, French,
 Spanish and Japanese), the same few-shot prompts, greedy decoding and token cap, run:
 
-- by `llama_cpp.Llama` in this process, one at a time (its prompt cache reuses the prefix of
-  consecutive requests of one language pair);
+- by `llama_cpp.Llama` in this process, one at a time, with the prompt dragoman builds (its
+  prompt cache reuses the shared prefix of consecutive requests of one language pair);
 - through `dragoman serve` (its own processes, streamed over HTTP), with the engine decoding
   `--parallel` sequences together, at each `--concurrency` (that many clients, each sending
   its next sentence when the last one ends). `--parallel 1` is one-at-a-time decoding.
@@ -36,7 +36,7 @@ import httpx
 import orjson
 
 from dragoman.engine.scheduler import max_new_tokens
-from dragoman.providers.examples import few_shot_prompt
+from dragoman.engine.units import base_model_units
 from dragoman.providers.local import bundled_model_path
 from tests.conftest import free_port
 from tests.helpers import wait_until_answers
@@ -76,8 +76,9 @@ def direct(threads: int, cases: list[tuple[str, str]]) -> Run:
         started = time.perf_counter()
         first = None
         tokens = 0
+        (unit,) = base_model_units(text, "en", target)  # the prompt dragoman sends
         for _ in llm.create_completion(
-            few_shot_prompt("en", target, text),
+            unit.prefix + unit.prompt,
             max_tokens=max_new_tokens(n_in),
             temperature=0.0,
             stop=["\n"],

@@ -11,7 +11,7 @@ def test_sentences_share_one_prefix_and_keep_separators() -> None:
     assert [u.source for u in units] == ["", "Hello there.", "How are you?", "Fine."]
     assert [u.after for u in units] == ["\n", " ", "\n\n", ""]
     assert len({u.prefix for u in units}) == 1 and units[1].prefix.startswith("English: ")
-    assert units[1].prompt == "English: Hello there.\nFrench:"
+    assert units[1].prompt.endswith("\n\nEnglish: Hello there.\nFrench:")
     assert units[0].prompt == ""  # a leading empty line: only its line break goes out
     assert all(u.line for u in units)
 
@@ -24,3 +24,19 @@ def test_no_space_between_sentences_in_japanese() -> None:
 def test_output_is_bounded_by_the_input() -> None:
     assert max_new_tokens(5) == 31
     assert max_new_tokens(10_000) == 1024
+
+
+def test_context_and_glossary_come_last_before_the_sentence() -> None:
+    (unit,) = base_model_units(
+        "The dragoman spoke.",
+        "en",
+        "ko",
+        context=[("Hello, class.", "안녕하세요, 여러분.")],
+        glossary=[("dragoman", "통역사")],
+        similar=False,
+    )
+    assert unit.prompt == (
+        "English: dragoman\nKorean: 통역사\n\n"
+        "English: Hello, class.\nKorean: 안녕하세요, 여러분.\n\n"
+        "English: The dragoman spoke.\nKorean:"
+    )

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     queue_max: int = Field(default=32, ge=0)
     # Requests the embedded engine decodes together in one batch (see README, "Embedded model").
     local_parallel: int = Field(default=4, ge=1, le=64)
+    # `similar`: each sentence also gets the two bank examples most like it; `fixed`: only the
+    # language pair's six shared examples (kept to measure the difference).
+    local_examples: Literal["similar", "fixed"] = "similar"
     # Set by `dragoman serve` for its workers: the socket of the engine it supervises.
     engine_socket: str | None = None
     database_url: str = "sqlite+aiosqlite:///./dragoman.db"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dragoman.languages import display_name
 
@@ -12,6 +12,10 @@ class TranslationTask:
     text: str
     target_lang: str
     source_lang: str | None  # None: let the model tell
+    # Earlier segments of the same script, oldest first: (source, translation).
+    context: list[tuple[str, str]] = field(default_factory=list)
+    # Glossary entries whose source term occurs in the text: (source term, target term).
+    glossary: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _fence_for(text: str) -> str:

@@ -87,7 +87,13 @@ class EngineClient:
                 queue.put_nowait(_LOST)
 
     async def translate(
-        self, text: str, source: str, target: str
+        self,
+        text: str,
+        source: str,
+        target: str,
+        *,
+        context: list[tuple[str, str]] | None = None,
+        glossary: list[tuple[str, str]] | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
         """("queued", position), ("piece", text), ("usage", (prompt, completion)) items.
 

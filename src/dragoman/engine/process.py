@@ -56,22 +56,41 @@ class ChatRenderer:
 
 
 class Engine:
-    def __init__(self, decoder: Decoder, scheduler: Scheduler, chat: ChatRenderer | None) -> None:
+    def __init__(
+        self,
+        decoder: Decoder,
+        scheduler: Scheduler,
+        chat: ChatRenderer | None,
+        *,
+        similar: bool = True,
+    ) -> None:
+        self.similar = similar
         self.decoder = decoder
         self.scheduler = scheduler
         self.chat = chat
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
 
-    def units(self, text: str, source: str, target: str) -> list[Unit]:
+    def units(self, message: dict[str, Any]) -> list[Unit]:
+        text, source, target = str(message["text"]), str(message["source"]), str(message["target"])
+        context = [(str(s), str(t)) for s, t in message.get("context") or ()]
+        glossary = [(str(s), str(t)) for s, t in message.get("glossary") or ()]
         if source == target:
             return [Unit("", "", "", text, False)]
         if self.chat is not None:
             from dragoman.prompts import TranslationTask, chat_messages
 
-            task = TranslationTask(text=text, target_lang=target, source_lang=source)
+            task = TranslationTask(
+                text=text,
+                target_lang=target,
+                source_lang=source,
+                context=context,
+                glossary=glossary,
+            )
             return [chat_unit(self.chat.render(chat_messages(task)), text)]
-        return base_model_units(text, source, target)
+        return base_model_units(
+            text, source, target, context=context, glossary=glossary, similar=self.similar
+        )
 
     async def serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -100,9 +119,7 @@ class Engine:
                 message = wire.decode(line)
                 if "go" in message:
                     key = message["go"]
-                    units = self.units(
-                        str(message["text"]), str(message["source"]), str(message["target"])
-                    )
+                    units = self.units(message)
                     request = Request(units=units, emit=emitter(key), key=key)
                     try:
                         position = self.scheduler.submit(request)
@@ -153,7 +170,7 @@ def _exit_when_orphaned() -> None:
 
 async def _serve(args: argparse.Namespace, decoder: Decoder, chat: ChatRenderer | None) -> None:
     scheduler = Scheduler(decoder, parallel=args.parallel, queue_max=args.queue_max)
-    engine = Engine(decoder, scheduler, chat)
+    engine = Engine(decoder, scheduler, chat, similar=args.examples == "similar")
     _remove(args.socket)
     server = await asyncio.start_unix_server(
         engine.serve_client, path=args.socket, limit=wire.LINE_LIMIT
@@ -185,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-max", type=int, default=32)
     parser.add_argument("--ctx", type=int, default=0, help="0: 1024 cells per sequence + 2048")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--examples",
+        choices=("similar", "fixed"),
+        default="similar",
+        help="fixed: the language pair's six examples only (for comparison)",
+    )
     args = parser.parse_args(argv)
     if args.ctx <= 0:
         args.ctx = 1024 * args.parallel + 2048

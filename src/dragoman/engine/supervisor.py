@@ -61,6 +61,8 @@ def engine_command(settings: Settings, socket_path: str) -> list[str]:
         str(settings.queue_max),
         "--log-level",
         settings.log_level,
+        "--examples",
+        settings.local_examples,
     ]
     if settings.model_path:
         command += ["--model-path", settings.model_path]

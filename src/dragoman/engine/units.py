@@ -8,9 +8,11 @@ prompted with the whole text as one chat.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dragoman.engine.text import NO_SPACE_BETWEEN_SENTENCES, split_segments
+from dragoman.providers.example_bank import nearest
 from dragoman.providers.examples import LABELS, few_shot_prefix
 
 
@@ -24,15 +26,37 @@ class Unit:
     chat: bool = False  # the prompt is a rendered chat template: its special tokens are parsed
 
 
-def base_model_units(text: str, source: str, target: str) -> list[Unit]:
+def base_model_units(
+    text: str,
+    source: str,
+    target: str,
+    *,
+    context: Sequence[tuple[str, str]] = (),
+    glossary: Sequence[tuple[str, str]] = (),
+    similar: bool = True,
+) -> list[Unit]:
+    """Per sentence: the pair's shared examples, then (in the sentence's own part of the
+    prompt) the glossary's terms, the bank's two examples nearest to the sentence and the
+    script's previous segments, each as one more example, the most relevant last."""
+    src, tgt = LABELS[source], LABELS[target]
     prefix = few_shot_prefix(source, target)
     space = "" if target in NO_SPACE_BETWEEN_SENTENCES else " "
+    fixed = [*glossary, *context]
     units = []
     for sentence, separator in split_segments(text):
         after = separator.replace(" ", space) if sentence else separator
-        prompt = f"{LABELS[source]}: {sentence}\n{LABELS[target]}:" if sentence else ""
+        prompt = ""
+        if sentence:
+            pairs = [*(nearest(source, target, sentence) if similar else ()), *fixed]
+            shots = "".join(f"{src}: {_line(s)}\n{tgt}: {_line(t)}\n\n" for s, t in pairs)
+            prompt = f"{shots}{src}: {sentence}\n{tgt}:"
         units.append(Unit(prefix, prompt, sentence, after, True))
     return units
+
+
+def _line(text: str) -> str:
+    # An example must stay on its line: the answer ends at the first line break.
+    return " ".join(text.split())
 
 
 def chat_unit(prompt: str, text: str) -> Unit:

@@ -1,7 +1,8 @@
 """Messages between the HTTP workers and the engine: one JSON object per line on a Unix socket.
 
 Worker to engine:
-    {"go": id, "text", "source", "target"}   translate (base language codes)
+    {"go": id, "text", "source", "target",   translate (base language codes), with a script's
+     "context": [[src, tgt]], "glossary": [[src, tgt]]}   previous segments and glossary terms
     {"stop": id}                              the client left: stop at the next token
 Engine to worker:
     {"hello": {"model", "chat", "pid"}}       once, when the connection opens

@@ -129,7 +129,9 @@ class LocalProvider:
         # Sent while the engine starts or restarts: it waits (the first-token timeout bounds it).
         await self._engine_settled()
         try:
-            async for kind, value in self._client.translate(task.text, source, target):
+            async for kind, value in self._client.translate(
+                task.text, source, target, context=task.context, glossary=task.glossary
+            ):
                 if kind == "piece":
                     yield [value]
                 elif kind == "queued":
