@@ -31,8 +31,10 @@ class ServerThread:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port = free_port()
+        # Built here, started by `start()`: a test may add middleware in between.
+        self.app = create_app(settings)
         config = uvicorn.Config(
-            create_app(settings),
+            self.app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -73,10 +75,10 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_server(fake: FakeOpenAI, db_url: str) -> Iterator[Callable[..., ServerThread]]:
-    started: list[ServerThread] = []
+def make_settings(fake: FakeOpenAI, db_url: str) -> Callable[..., Settings]:
+    """Settings for a dragoman on the fake upstream and this test's database."""
 
-    def make(**overrides: Any) -> ServerThread:
+    def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "provider": "openai",
             "openai_base_url": fake.base_url,
@@ -84,7 +86,17 @@ def make_server(fake: FakeOpenAI, db_url: str) -> Iterator[Callable[..., ServerT
             "log_level": "warning",
         }
         values.update(overrides)
-        server = ServerThread(Settings(_env_file=None, **values)).start()  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def make_server(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., ServerThread]]:
+    started: list[ServerThread] = []
+
+    def make(**overrides: Any) -> ServerThread:
+        server = ServerThread(make_settings(**overrides)).start()
         started.append(server)
         return server
 

@@ -17,16 +17,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from dragoman import __version__
 from dragoman.api.errors import install_error_handlers
-from dragoman.api.hot_path import HotPathApp
-from dragoman.api.routes import create_translation, router, translate_compat
+from dragoman.api.routes import router
 from dragoman.api.streaming import StreamRegistry
 from dragoman.config import Settings
 from dragoman.errors import ShuttingDown
-from dragoman.languages import LanguageDetector
 from dragoman.logging import configure_logging
-from dragoman.providers.factory import make_provider
 from dragoman.records.store import RecordStore
-from dragoman.service import Translator
+from dragoman.service import build_translator
 
 log = structlog.get_logger(__name__)
 
@@ -45,15 +42,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if os.environ.get(PREPARED_ENV) != "1":
             await store.prepare()
         store.start()
-        provider = make_provider(settings)
-        detector = LanguageDetector()
+        translator = build_translator(settings, store)
+        provider = translator.provider
         registry = StreamRegistry()
         app.state.store = store
         app.state.registry = registry
-        app.state.translator = Translator(settings, provider, store, detector)
+        app.state.translator = translator
         background = [
             asyncio.create_task(_start_provider(provider)),
-            asyncio.create_task(asyncio.to_thread(detector.warm_up)),
+            asyncio.create_task(asyncio.to_thread(translator.detector.warm_up)),
         ]
         restore = _chain_sigterm(lambda: _begin_shutdown(registry, settings.shutdown_grace_s))
         try:
@@ -64,10 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             registry.abort_all(ShuttingDown())
-            await provider.aclose()
+            await translator.aclose()
             await store.aclose()
 
-    app = HotPathApp(
+    # Every route, the translation endpoints included, goes through the same middleware stack
+    # and exception handlers: whatever is added to it (keys, limits, metrics, CORS) sees them.
+    app = FastAPI(
         title="dragoman",
         version=__version__,
         summary="Live machine translation streamed over Server-Sent Events.",
@@ -75,10 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
-    app.serve_directly(
-        {"/translate": translate_compat, "/v1/translations": create_translation},
-        unless_cross_origin=bool(settings.cors_origins),
-    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

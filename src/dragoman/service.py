@@ -34,6 +34,7 @@ from dragoman.errors import (
 from dragoman.languages import LanguageDetector
 from dragoman.prompts import TranslationTask
 from dragoman.providers.base import Provider, Queued, StreamState
+from dragoman.providers.factory import make_provider
 from dragoman.records.record import Record
 from dragoman.records.store import RecordStore
 
@@ -54,6 +55,18 @@ class Failed:
 Event = list[str] | Queued | Finished | Failed
 
 
+@dataclass(frozen=True, slots=True)
+class TranslationRequest:
+    """One translation asked for, as either endpoint or the CLI received it."""
+
+    text: str
+    target_lang: str
+    source_lang: str | None = None
+    script_id: str | None = None
+    # `POST /translate` only: language names ("Korean") are accepted besides tags.
+    allow_names: bool = False
+
+
 class Translator:
     """Validates requests against the provider and starts jobs."""
 
@@ -69,8 +82,28 @@ class Translator:
         self.store = store
         self.detector = detector
 
-    def resolve_languages(
-        self, target: str, source: str | None, *, allow_names: bool = False
+    async def submit(self, request: TranslationRequest) -> Job:
+        """Validate and admit a request. Raises before anything is stored (422, 413,
+        `QueueFull`)."""
+        self._check_text(request.text)
+        target_lang, source_lang = self._resolve_languages(
+            request.target_lang, request.source_lang, allow_names=request.allow_names
+        )
+        task = TranslationTask(text=request.text, target_lang=target_lang, source_lang=source_lang)
+        state = StreamState()
+        pieces = self.provider.stream(task, state)
+        record = Record(
+            text=request.text,
+            target_lang=target_lang,
+            source_lang=source_lang,
+            script_id=request.script_id,
+            provider=self.provider.name,
+            model=self.provider.model,
+        )
+        return Job(self, record, task, pieces, state)
+
+    def _resolve_languages(
+        self, target: str, source: str | None, *, allow_names: bool
     ) -> tuple[str, str | None]:
         catalog = self.provider.languages
         target_tag = catalog.resolve(target, field="target_lang", allow_names=allow_names)
@@ -79,7 +112,7 @@ class Translator:
             source_tag = catalog.resolve(source, field="source_lang", allow_names=allow_names)
         return target_tag, source_tag
 
-    def check_text(self, text: str) -> None:
+    def _check_text(self, text: str) -> None:
         if not text.strip():
             raise InvalidRequestError("text: must not be empty or only whitespace.")
         if len(text) > self.settings.max_text_chars:
@@ -88,22 +121,14 @@ class Translator:
                 f"{self.settings.max_text_chars}."
             )
 
-    def start(
-        self, *, text: str, target_lang: str, source_lang: str | None, script_id: str | None
-    ) -> Job:
-        """Admit a validated request. Raises `QueueFull` before anything is stored."""
-        task = TranslationTask(text=text, target_lang=target_lang, source_lang=source_lang)
-        state = StreamState()
-        pieces = self.provider.stream(task, state)
-        record = Record(
-            text=text,
-            target_lang=target_lang,
-            source_lang=source_lang,
-            script_id=script_id,
-            provider=self.provider.name,
-            model=self.provider.model,
-        )
-        return Job(self, record, task, pieces, state)
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+
+def build_translator(settings: Settings, store: RecordStore) -> Translator:
+    """The translator the server and the CLI both run: the configured provider (not started
+    yet: the server starts it in the background, the CLI waits for it) and a detector."""
+    return Translator(settings, make_provider(settings), store, LanguageDetector())
 
 
 class Job:

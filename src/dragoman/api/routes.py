@@ -22,7 +22,7 @@ from dragoman.api.schemas import (
 )
 from dragoman.api.streaming import JobResponse, StreamRegistry
 from dragoman.errors import NotFound, NotReady, ShuttingDown
-from dragoman.service import Translator
+from dragoman.service import TranslationRequest, Translator
 
 router = APIRouter()
 
@@ -45,24 +45,15 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _job_response(
-    translator: Translator,
-    registry: StreamRegistry,
-    encoding: Any,
-    *,
-    text: str,
-    target: str,
-    source: str | None,
-    script_id: str | None,
-    allow_names: bool = False,
+async def _job_response(
+    request: Request, encoding: Any, translation: TranslationRequest
 ) -> JobResponse:
+    state = request.app.state
+    registry: StreamRegistry = state.registry
     if registry.stopping:
         raise ShuttingDown()
-    translator.check_text(text)
-    target_tag, source_tag = translator.resolve_languages(target, source, allow_names=allow_names)
-    job = translator.start(
-        text=text, target_lang=target_tag, source_lang=source_tag, script_id=script_id
-    )
+    translator: Translator = state.translator
+    job = await translator.submit(translation)
     return JobResponse(job, encoding, registry, keepalive_s=translator.settings.keepalive_s)
 
 
@@ -87,16 +78,16 @@ async def translate_compat(request: Request) -> Any:
     script_id = request.headers.get("x-script-id")
     if script_id is not None:
         script_id = validate_script_id_header(script_id)
-    state = request.app.state
-    return _job_response(
-        state.translator,
-        state.registry,
+    return await _job_response(
+        request,
         "raw",
-        text=body.message,
-        target=body.lang,
-        source=body.source_lang,
-        script_id=script_id,
-        allow_names=True,
+        TranslationRequest(
+            text=body.message,
+            target_lang=body.lang,
+            source_lang=body.source_lang,
+            script_id=script_id,
+            allow_names=True,
+        ),
     )
 
 
@@ -109,15 +100,15 @@ async def translate_compat(request: Request) -> Any:
 )
 async def create_translation(request: Request) -> Any:
     body = await read_body(request, TranslationCreate)
-    state = request.app.state
-    return _job_response(
-        state.translator,
-        state.registry,
+    return await _job_response(
+        request,
         "events" if body.stream else "json",
-        text=body.text,
-        target=body.target_lang,
-        source=body.source_lang,
-        script_id=body.script_id,
+        TranslationRequest(
+            text=body.text,
+            target_lang=body.target_lang,
+            source_lang=body.source_lang,
+            script_id=body.script_id,
+        ),
     )
 
 
