@@ -17,10 +17,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from dragoman import __version__
 from dragoman.api.errors import install_error_handlers
+from dragoman.api.require_key import RequireKey
 from dragoman.api.routes import router
 from dragoman.api.streaming import StreamRegistry
+from dragoman.auth import keys_required
 from dragoman.config import Settings
 from dragoman.errors import ShuttingDown
+from dragoman.keys import KeyStore
 from dragoman.logging import configure_logging
 from dragoman.records.store import RecordStore
 from dragoman.service import build_translator
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         provider = translator.provider
         registry = StreamRegistry()
         app.state.store = store
+        app.state.keys = KeyStore(store.engine)
         app.state.registry = registry
         app.state.translator = translator
         background = [
@@ -74,12 +78,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
+    # last added runs first: CORS answers preflights before a key is asked for.
+    app.add_middleware(RequireKey, required=keys_required(settings))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["content-type", "x-script-id"],
+            allow_headers=["authorization", "content-type", "x-script-id"],
             expose_headers=["x-translation-id", "retry-after"],
         )
     return app

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,11 +61,15 @@ def serve(
     import uvicorn
 
     from dragoman.app import PREPARED_ENV
+    from dragoman.auth import BOUND_LOOPBACK_ENV, is_loopback, serve_refusal
     from dragoman.logging import configure_logging
     from dragoman.records.store import RecordStore
 
     settings = _settings_or_exit()
     configure_logging(settings.log_level)
+    refusal = serve_refusal(settings, host, workers or 1)
+    if refusal is not None:
+        _fail_usage(refusal)
     if settings.provider == "openai" and settings.resolved_api_key() is None:
         _fail_usage(
             "the openai provider needs OPENAI_API_KEY (for OpenAI itself) or OPENAI_BASE_URL "
@@ -88,6 +92,7 @@ def serve(
 
     asyncio.run(prepare())
     os.environ[PREPARED_ENV] = "1"
+    os.environ[BOUND_LOOPBACK_ENV] = "1" if is_loopback(host) else "0"
     uvicorn.run(
         "dragoman.app:create_app",
         factory=True,
@@ -177,6 +182,86 @@ def history(
             script_id=script, server=server, as_json=as_json, limit=limit, settings=settings
         )
     )
+
+
+keys_app = typer.Typer(
+    help="API keys (for DRAGOMAN_AUTH=keys): create, list, revoke.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _with_keys(work: Any) -> Any:
+    """Run `work(keys)` on the configured database, migrated first."""
+    from dragoman.keys import KeyStore
+    from dragoman.records.store import RecordStore
+
+    settings = _settings_or_exit()
+
+    async def run() -> Any:
+        store = RecordStore(settings.database_url)
+        try:
+            await store.migrate()
+            return await work(KeyStore(store.engine))
+        finally:
+            await store.engine.dispose()
+
+    return asyncio.run(run())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what the key is for.")],
+    rpm: Annotated[
+        int | None, typer.Option(min=1, help="Requests per minute (default DRAGOMAN_DEFAULT_RPM).")
+    ] = None,
+    cpm: Annotated[
+        int | None,
+        typer.Option(min=1, help="Characters per minute (default DRAGOMAN_DEFAULT_CPM)."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Concurrent translations (default DRAGOMAN_DEFAULT_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Create a key. Its secret is printed once, alone on the last line."""
+    if not name.strip() or len(name) > 128:
+        _fail_usage("--name must be 1 to 128 characters.")
+    key, secret = _with_keys(
+        lambda keys: keys.create(name, rpm=rpm, cpm=cpm, concurrency=concurrency)
+    )
+    typer.echo(f"id: {key.id}")
+    typer.echo(f"name: {key.name}")
+    typer.echo("secret (shown only now; send it as Authorization: Bearer <secret>):")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
+) -> None:
+    """List the keys (never their secrets)."""
+    import json
+
+    found = _with_keys(lambda keys: keys.list())
+    if as_json:
+        typer.echo(json.dumps([key.public() for key in found], indent=2))
+        return
+    for key in found:
+        limits = " ".join(
+            f"{label}={value if value is not None else 'default'}"
+            for label, value in (("rpm", key.rpm), ("cpm", key.cpm), ("conc", key.concurrency))
+        )
+        state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{key.name}\t{limits}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key: every server refuses it within a few seconds."""
+    if not _with_keys(lambda keys: keys.revoke(key_id)):
+        typer.echo(f"dragoman: no such key: {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
 
 
 def main() -> None:

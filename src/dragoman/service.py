@@ -31,6 +31,7 @@ from dragoman.errors import (
 from dragoman.errors import (
     InvalidRequest as InvalidRequestError,
 )
+from dragoman.keys import ApiKey
 from dragoman.languages import LanguageDetector
 from dragoman.prompts import TranslationTask
 from dragoman.providers.base import Provider, Queued, StreamState
@@ -65,6 +66,8 @@ class TranslationRequest:
     script_id: str | None = None
     # `POST /translate` only: language names ("Korean") are accepted besides tags.
     allow_names: bool = False
+    # The caller's API key, None when keys are off: the record is filed under it.
+    key: ApiKey | None = None
 
 
 class Translator:
@@ -99,6 +102,7 @@ class Translator:
             script_id=request.script_id,
             provider=self.provider.name,
             model=self.provider.model,
+            key_id=request.key.id if request.key is not None else None,
         )
         return Job(self, record, task, pieces, state)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, aclosing
@@ -57,7 +58,10 @@ class _Remote:
     def __init__(self, server: str) -> None:
         from dragoman.client import AsyncClient
 
-        self.client = AsyncClient(server, timeout=300)
+        # A server with keys on needs one: the same variable for every command.
+        self.client = AsyncClient(
+            server, timeout=300, api_key=os.environ.get("DRAGOMAN_API_KEY") or None
+        )
 
     async def __aenter__(self) -> _Remote:
         return self

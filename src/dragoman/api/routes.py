@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
-from dragoman.api.deps import StoreDep, TranslatorDep, read_body, validate_script_id_header
+from dragoman.api.deps import (
+    OwnerDep,
+    StoreDep,
+    TranslatorDep,
+    read_body,
+    validate_script_id_header,
+)
 from dragoman.api.errors import error_response
 from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
@@ -87,6 +93,7 @@ async def translate_compat(request: Request) -> Any:
             source_lang=body.source_lang,
             script_id=script_id,
             allow_names=True,
+            key=request.state.api_key,
         ),
     )
 
@@ -108,6 +115,7 @@ async def create_translation(request: Request) -> Any:
             target_lang=body.target_lang,
             source_lang=body.source_lang,
             script_id=body.script_id,
+            key=request.state.api_key,
         ),
     )
 
@@ -117,8 +125,8 @@ async def create_translation(request: Request) -> Any:
     response_model=TranslationPublic,
     responses={404: {"model": ErrorOut}},
 )
-async def get_translation(translation_id: str, store: StoreDep) -> Any:
-    record = await store.get(translation_id) if len(translation_id) <= 64 else None
+async def get_translation(translation_id: str, store: StoreDep, owner: OwnerDep) -> Any:
+    record = await store.get(translation_id, owner=owner) if len(translation_id) <= 64 else None
     if record is None:
         raise NotFound()
     return JSONResponse(record)
@@ -131,11 +139,14 @@ async def get_translation(translation_id: str, store: StoreDep) -> Any:
 )
 async def list_translations(
     store: StoreDep,
+    owner: OwnerDep,
     script_id: Annotated[str | None, Query(pattern=SCRIPT_ID_PATTERN, max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Any:
-    items, next_cursor = await store.list(script_id=script_id, limit=limit, cursor=cursor)
+    items, next_cursor = await store.list(
+        script_id=script_id, limit=limit, cursor=cursor, owner=owner
+    )
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 

@@ -36,6 +36,7 @@ class Record:
     usage: Usage | None = None
     first_token_ms: int | None = None
     total_ms: int | None = None
+    key_id: str | None = None
 
     def row(self) -> dict[str, Any]:
         """The table row: every column of `TranslationRow`, by the attribute of the same name

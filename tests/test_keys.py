@@ -1,0 +1,209 @@
+"""API keys: the `dragoman keys` commands, Bearer checks, public paths, each key's own records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from dragoman.cli import app
+from dragoman.keys import KeyStore
+from dragoman.records.store import RecordStore
+from tests.conftest import ServerThread
+
+runner = CliRunner()
+
+
+def create_key(db_url: str, name: str = "test", **limits: int) -> tuple[str, str]:
+    """A new key in this database: (id, secret)."""
+
+    async def create() -> tuple[str, str]:
+        store = RecordStore(db_url)
+        try:
+            await store.migrate()
+            key, secret = await KeyStore(store.engine).create(name, **limits)
+            return key.id, secret
+        finally:
+            await store.engine.dispose()
+
+    # In a thread of its own: the caller may be inside an event loop (Playwright's).
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, create()).result()
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def keyed(make_server: Callable[..., ServerThread]) -> ServerThread:
+    return make_server(auth="keys")
+
+
+def test_keys_commands_show_the_secret_once_and_keep_only_its_hash(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRAGOMAN_DATABASE_URL", db_url)
+    created = runner.invoke(
+        app, ["keys", "create", "--name", "alice", "--rpm", "5", "--concurrency", "2"]
+    )
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("dgm_") and " " not in secret
+    key_id = created.stdout.split("id: ", 1)[1].split()[0]
+
+    listed = runner.invoke(app, ["keys", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [key] = json.loads(listed.stdout)
+    assert key["id"] == key_id and key["name"] == "alice"
+    assert (key["rpm"], key["cpm"], key["concurrency"], key["revoked_at"]) == (5, None, 2, None)
+    assert secret not in listed.stdout
+    assert secret not in runner.invoke(app, ["keys", "list"]).stdout
+    database = Path(db_url.split("///", 1)[1])
+    assert secret.encode() not in database.read_bytes()
+
+    assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 0
+    [key] = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
+    assert key["revoked_at"] is not None
+    missing = runner.invoke(app, ["keys", "revoke", "key_nope"])
+    assert missing.exit_code == 1
+
+
+def test_requests_without_a_live_key_are_401(keyed: ServerThread, db_url: str) -> None:
+    _, secret = create_key(db_url)
+    with httpx.Client(base_url=keyed.url, timeout=30) as client:
+        for headers in ({}, bearer("dgm_wrong"), {"Authorization": secret}):
+            for method, path, body in (
+                ("POST", "/v1/translations", {"text": "Hi", "target_lang": "ko"}),
+                ("POST", "/translate", {"lang": "ko", "message": "Hi"}),
+                ("GET", "/v1/translations", None),
+                ("GET", "/v1/translations/abc", None),
+            ):
+                response = client.request(method, path, json=body, headers=headers)
+                assert response.status_code == 401, (method, path, headers)
+                assert response.json()["error"]["code"] == "unauthorized"
+                assert response.headers["www-authenticate"] == "Bearer"
+                assert secret not in response.text
+        ok = client.post(
+            "/v1/translations",
+            json={"text": "Hi", "target_lang": "ko", "stream": False},
+            headers=bearer(secret),
+        )
+        assert ok.status_code == 200, ok.text
+
+
+def test_public_paths_need_no_key(keyed: ServerThread) -> None:
+    with httpx.Client(base_url=keyed.url, timeout=30) as client:
+        for path in ("/healthz", "/readyz", "/", "/docs", "/openapi.json", "/v1/languages"):
+            assert client.get(path).status_code == 200, path
+
+
+def test_a_key_sees_only_its_own_records(keyed: ServerThread, db_url: str) -> None:
+    alice_id, alice = create_key(db_url, "alice")
+    bob_id, bob = create_key(db_url, "bob")
+    body = {"text": "Hi", "target_lang": "ko", "stream": False, "script_id": "shared"}
+    with httpx.Client(base_url=keyed.url, timeout=30) as client:
+        mine = client.post("/v1/translations", json=body, headers=bearer(alice)).json()
+        theirs = client.post("/v1/translations", json=body, headers=bearer(bob)).json()
+        assert (mine["key_id"], theirs["key_id"]) == (alice_id, bob_id)
+
+        assert client.get(f"/v1/translations/{mine['id']}", headers=bearer(alice)).json() == mine
+        other = client.get(f"/v1/translations/{theirs['id']}", headers=bearer(alice))
+        assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+        for query in ("", "?script_id=shared"):
+            page = client.get(f"/v1/translations{query}", headers=bearer(alice)).json()
+            assert [item["id"] for item in page["items"]] == [mine["id"]]
+
+
+def test_a_revoked_key_stops_working(keyed: ServerThread, db_url: str) -> None:
+    key_id, secret = create_key(db_url)
+    with httpx.Client(base_url=keyed.url, timeout=30) as client:
+        assert client.get("/v1/translations", headers=bearer(secret)).status_code == 200
+
+        async def revoke() -> None:
+            store = RecordStore(db_url)
+            try:
+                assert await KeyStore(store.engine).revoke(key_id)
+            finally:
+                await store.engine.dispose()
+
+        asyncio.run(revoke())
+        # Lookups are cached for a few seconds per process: wait for the refusal.
+        deadline = time.monotonic() + 30
+        status = 200
+        while status != 401 and time.monotonic() < deadline:
+            status = client.get("/v1/translations", headers=bearer(secret)).status_code
+            time.sleep(0.1)
+        assert status == 401
+
+
+def test_records_have_a_null_key_id_when_keys_are_off(client: httpx.Client) -> None:
+    record = client.post(
+        "/v1/translations", json={"text": "Hi", "target_lang": "ko", "stream": False}
+    ).json()
+    assert record["key_id"] is None
+
+
+def test_keys_are_required_when_serve_says_the_address_is_not_loopback(
+    make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRAGOMAN_BOUND_LOOPBACK", "0")
+    server = make_server()  # DRAGOMAN_AUTH unset
+    response = httpx.get(f"{server.url}/v1/translations", timeout=30)
+    assert response.status_code == 401
+
+
+def test_serve_refuses_a_public_address_until_auth_is_chosen(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DRAGOMAN_AUTH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dragoman", "serve", "--host", "0.0.0.0"],
+        cwd=tmp_path,
+        env={**env, "DRAGOMAN_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "DRAGOMAN_AUTH" in line
+
+
+def test_serve_refuses_several_workers_with_keys_and_no_redis(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DRAGOMAN_REDIS_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dragoman", "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env={
+            **env,
+            "DRAGOMAN_AUTH": "keys",
+            "DRAGOMAN_PROVIDER": "openai",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "DRAGOMAN_REDIS_URL" in line
+
+
+def test_the_python_client_sends_its_key(keyed: ServerThread, db_url: str) -> None:
+    from dragoman.client import Client, Unauthorized
+
+    key_id, secret = create_key(db_url)
+    with Client(keyed.url, api_key=secret) as client:
+        assert "".join(client.stream("Hi", "ko"))
+        assert client.last_record is not None and client.last_record["key_id"] == key_id
+    with Client(keyed.url) as client, pytest.raises(Unauthorized):
+        client.translate("Hi", "ko")
