@@ -25,6 +25,7 @@ from dragoman.config import Settings
 from dragoman.errors import ShuttingDown
 from dragoman.keys import KeyStore
 from dragoman.logging import configure_logging
+from dragoman.quotas import Quotas
 from dragoman.records.store import RecordStore
 from dragoman.service import build_translator
 
@@ -45,7 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if os.environ.get(PREPARED_ENV) != "1":
             await store.prepare()
         store.start()
-        translator = build_translator(settings, store)
+        quotas = Quotas(settings) if keys_required(settings) else None
+        if quotas is not None:
+            quotas.start()
+        translator = build_translator(settings, store, quotas)
         provider = translator.provider
         registry = StreamRegistry()
         app.state.store = store
@@ -66,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*background, return_exceptions=True)
             registry.abort_all(ShuttingDown())
             await translator.aclose()
+            if quotas is not None:
+                await quotas.aclose()
             await store.aclose()
 
     # Every route, the translation endpoints included, goes through the same middleware stack

@@ -36,6 +36,7 @@ from dragoman.languages import LanguageDetector
 from dragoman.prompts import TranslationTask
 from dragoman.providers.base import Provider, Queued, StreamState
 from dragoman.providers.factory import make_provider
+from dragoman.quotas import Lease, Quotas
 from dragoman.records.record import Record
 from dragoman.records.store import RecordStore
 
@@ -79,22 +80,32 @@ class Translator:
         provider: Provider,
         store: RecordStore,
         detector: LanguageDetector,
+        quotas: Quotas | None = None,
     ) -> None:
         self.settings = settings
         self.provider = provider
         self.store = store
         self.detector = detector
+        self.quotas = quotas
 
     async def submit(self, request: TranslationRequest) -> Job:
         """Validate and admit a request. Raises before anything is stored (422, 413,
-        `QueueFull`)."""
+        `RateLimited`, `QueueFull`)."""
         self._check_text(request.text)
         target_lang, source_lang = self._resolve_languages(
             request.target_lang, request.source_lang, allow_names=request.allow_names
         )
+        lease = None
+        if self.quotas is not None and request.key is not None:
+            lease = await self.quotas.admit(request.key, len(request.text))
         task = TranslationTask(text=request.text, target_lang=target_lang, source_lang=source_lang)
         state = StreamState()
-        pieces = self.provider.stream(task, state)
+        try:
+            pieces = self.provider.stream(task, state)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
         record = Record(
             text=request.text,
             target_lang=target_lang,
@@ -104,7 +115,7 @@ class Translator:
             model=self.provider.model,
             key_id=request.key.id if request.key is not None else None,
         )
-        return Job(self, record, task, pieces, state)
+        return Job(self, record, task, pieces, state, lease)
 
     def _resolve_languages(
         self, target: str, source: str | None, *, allow_names: bool
@@ -129,10 +140,13 @@ class Translator:
         await self.provider.aclose()
 
 
-def build_translator(settings: Settings, store: RecordStore) -> Translator:
+def build_translator(
+    settings: Settings, store: RecordStore, quotas: Quotas | None = None
+) -> Translator:
     """The translator the server and the CLI both run: the configured provider (not started
-    yet: the server starts it in the background, the CLI waits for it) and a detector."""
-    return Translator(settings, make_provider(settings), store, LanguageDetector())
+    yet: the server starts it in the background, the CLI waits for it), a detector, and the
+    per-key limits when keys are on."""
+    return Translator(settings, make_provider(settings), store, LanguageDetector(), quotas)
 
 
 class Job:
@@ -143,8 +157,10 @@ class Job:
         task: TranslationTask,
         pieces: AsyncIterator[list[str] | Queued],
         state: StreamState,
+        lease: Lease | None = None,
     ) -> None:
         self._translator = translator
+        self._lease = lease
         self.record = record
         self._pieces = pieces
         self._state = state
@@ -159,6 +175,11 @@ class Job:
     def abort(self, error: DragomanError) -> None:
         """Mark the job as ended by the server (shutdown); the caller then cancels its task."""
         self.abort_error = error
+
+    def release(self) -> None:
+        """Give back the key's concurrency slot (once the upstream work is over)."""
+        if self._lease is not None:
+            self._lease.release()
 
     async def events(self) -> AsyncGenerator[Event, None]:
         translator = self._translator
@@ -218,8 +239,11 @@ class Job:
             # Closing the provider's stream is what closes the upstream connection, stops the
             # local generation, or takes the request out of the local queue.
             closer = getattr(self._pieces, "aclose", None)
-            if closer is not None:
-                await closer()
+            try:
+                if closer is not None:
+                    await closer()
+            finally:
+                self.release()
 
         self._fill(parts, started, error)
         if self._detect_after:

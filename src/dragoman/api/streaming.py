@@ -96,6 +96,7 @@ class JobResponse(Response):
             raise
         finally:
             self.registry.active.discard(self)
+            self.job.release()
 
     async def _watch(self, receive: Receive, send: Send) -> None:
         seen = -1
