@@ -106,6 +106,7 @@ def test_public_paths_need_no_key(keyed: ServerThread) -> None:
     with httpx.Client(base_url=keyed.url, timeout=30) as client:
         for path in ("/healthz", "/readyz", "/", "/docs", "/openapi.json", "/v1/languages"):
             assert client.get(path).status_code == 200, path
+        assert client.get("/metrics").status_code == 200
 
 
 def test_a_key_sees_only_its_own_records(keyed: ServerThread, db_url: str) -> None:

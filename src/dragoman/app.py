@@ -15,8 +15,9 @@ import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from dragoman import __version__
+from dragoman import __version__, metrics
 from dragoman.api.errors import install_error_handlers
+from dragoman.api.request_metrics import RequestMetrics
 from dragoman.api.require_key import RequireKey
 from dragoman.api.routes import router
 from dragoman.api.streaming import StreamRegistry
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if quotas is not None:
                 await quotas.aclose()
             await store.aclose()
+            metrics.process_exiting()
 
     # Every route, the translation endpoints included, goes through the same middleware stack
     # and exception handlers: whatever is added to it (keys, limits, metrics, CORS) sees them.
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["authorization", "content-type", "x-script-id"],
             expose_headers=["x-translation-id", "retry-after"],
         )
+    app.add_middleware(RequestMetrics)
     return app
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,6 +65,7 @@ def serve(
     from dragoman.app import PREPARED_ENV
     from dragoman.auth import BOUND_LOOPBACK_ENV, is_loopback, serve_refusal
     from dragoman.logging import configure_logging
+    from dragoman.metrics import MULTIPROC_ENV
     from dragoman.records.store import RecordStore
 
     settings = _settings_or_exit()
@@ -93,16 +96,26 @@ def serve(
     asyncio.run(prepare())
     os.environ[PREPARED_ENV] = "1"
     os.environ[BOUND_LOOPBACK_ENV] = "1" if is_loopback(host) else "0"
-    uvicorn.run(
-        "dragoman.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=count,
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
-    )
+    metrics_dir = None
+    if count > 1:
+        # Each worker writes its metrics here and /metrics adds them up; fresh for this run,
+        # so that no dead worker's values from an earlier one are counted.
+        metrics_dir = tempfile.mkdtemp(prefix="dragoman-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "dragoman.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=count,
+            access_log=False,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 # translate and history: in-process on the configured provider, or against --server.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from dragoman import metrics
 from dragoman.config import Settings
 from dragoman.errors import (
     DatabaseUnavailable,
@@ -214,6 +215,8 @@ class Job:
                         if type(item) is list:
                             if not parts:
                                 record.first_token_ms = _ms_since(started)
+                                metrics.first_token(time.perf_counter() - started)
+                            metrics.pieces_sent(len(item))
                             parts += item
                             yield item
                             self._create()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
+from dragoman import metrics
 from dragoman.api.deps import (
     OwnerDep,
     StoreDep,
@@ -17,6 +19,7 @@ from dragoman.api.deps import (
     validate_script_id_header,
 )
 from dragoman.api.errors import error_response
+from dragoman.api.require_key import bearer_token
 from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
     ErrorOut,
@@ -27,7 +30,7 @@ from dragoman.api.schemas import (
     TranslationPublic,
 )
 from dragoman.api.streaming import JobResponse, StreamRegistry
-from dragoman.errors import NotFound, NotReady, ShuttingDown
+from dragoman.errors import NotFound, NotReady, ShuttingDown, Unauthorized
 from dragoman.service import TranslationRequest, Translator
 
 router = APIRouter()
@@ -161,6 +164,18 @@ _PLAYGROUND = Path(__file__).resolve().parent.parent / "web" / "index.html"
 @router.get("/", include_in_schema=False)
 async def playground() -> Response:
     return FileResponse(_PLAYGROUND, media_type="text/html; charset=utf-8")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    settings = request.app.state.translator.settings
+    if settings.metrics_token is not None:
+        expected = settings.metrics_token.get_secret_value().encode()
+        given = (bearer_token(request.scope) or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise Unauthorized("/metrics needs Authorization: Bearer <DRAGOMAN_METRICS_TOKEN>.")
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/healthz")
