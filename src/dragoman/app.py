@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from dragoman import __version__, metrics
+from dragoman.api.body_limit import BodyLimit
 from dragoman.api.errors import install_error_handlers
 from dragoman.api.request_metrics import RequestMetrics
 from dragoman.api.require_key import RequireKey
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
     # last added runs first: CORS answers preflights before a key is asked for.
     app.add_middleware(RequireKey, required=keys_required(settings))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
