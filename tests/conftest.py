@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -9,13 +10,16 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from dragoman.app import create_app
 from dragoman.config import Settings
@@ -73,8 +77,37 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'dragoman.db'}"
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for this test: a SQLite file, or with
+    DRAGOMAN_TEST_DATABASE_URL (a PostgreSQL server's URL, `postgresql+asyncpg://...`) a new
+    database on that server, dropped afterwards."""
+    server = os.environ.get("DRAGOMAN_TEST_DATABASE_URL")
+    if not server:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'dragoman.db'}"
+        return
+    name = f"dragoman_test_{uuid.uuid4().hex[:16]}"
+    _postgres_admin(server, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _postgres_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _postgres_admin(server_url: str, statement: str) -> None:
+    import asyncpg
+
+    url = make_url(server_url).set(drivername="postgresql")
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    # In a thread of its own: a test may be inside an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture

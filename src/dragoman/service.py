@@ -131,6 +131,8 @@ class Translator:
     def _check_text(self, text: str) -> None:
         if not text.strip():
             raise InvalidRequestError("text: must not be empty or only whitespace.")
+        if "\x00" in text:  # no database stores it in text (PostgreSQL refuses it)
+            raise InvalidRequestError("text: must not contain NUL (U+0000) characters.")
         if len(text) > self.settings.max_text_chars:
             raise TextTooLong(
                 f"text: {len(text)} characters; this server accepts at most "

@@ -231,6 +231,8 @@ class RecordStore:
     # Reads: one short connection each.
 
     async def get(self, record_id: str, *, owner: Owner = ANYONE) -> dict[str, Any] | None:
+        if "\x00" in record_id:  # no stored id has one, and PostgreSQL refuses it in a query
+            return None
         query = select(_table).where(_table.c.id == record_id)
         if owner is not ANYONE:
             query = query.where(_table.c.key_id == owner)
