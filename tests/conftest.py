@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +86,28 @@ def db_url(tmp_path: Path) -> Iterator[str]:
     if not server:
         yield f"sqlite+aiosqlite:///{tmp_path / 'dragoman.db'}"
         return
+    with fresh_postgres_database(server) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on a real PostgreSQL server, whichever database the run is on."""
+    server = os.environ.get("DRAGOMAN_TEST_DATABASE_URL") or _required_service(
+        "DRAGOMAN_TEST_POSTGRES_URL", "PostgreSQL server"
+    )
+    with fresh_postgres_database(server) as url:
+        yield url
+
+
+@contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
     name = f"dragoman_test_{uuid.uuid4().hex[:16]}"
-    _postgres_admin(server, f'CREATE DATABASE "{name}"')
+    _postgres_admin(server_url, f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        _postgres_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _postgres_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _postgres_admin(server_url: str, statement: str) -> None:
