@@ -3,13 +3,19 @@ in Redis; and what happens while Redis is down (fail open)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from dragoman.config import Settings
+from dragoman.errors import RateLimited
+from dragoman.keys import ApiKey
+from dragoman.quotas import Quotas
 from tests.conftest import RedisProcess, ServerThread
 from tests.test_keys import bearer, create_key
 
@@ -137,3 +143,38 @@ def test_unreachable_redis_fails_open_then_limits_come_back(
             assert statuses[-2:] == [200, 429], statuses
     finally:
         redis.stop()
+
+
+async def test_a_dead_process_gives_its_slots_back(redis_url: str) -> None:
+    """A process that dies holding a lease stops renewing it: the slot comes back by itself."""
+    settings = Settings(_env_file=None, redis_url=redis_url)  # type: ignore[call-arg]
+    key = ApiKey(
+        id=f"key_{uuid.uuid4().hex[:12]}",
+        name="t",
+        rpm=None,
+        cpm=None,
+        concurrency=1,
+        created_at="2026-01-01T00:00:00.000Z",
+        revoked_at=None,
+    )
+    dying = Quotas(settings, lease_ttl_s=1.0)
+    dying.start()
+    await dying.admit(key, 5)  # its slot, never released
+    await dying.aclose()  # as if the process died: no release, no more renewals
+
+    survivor = Quotas(settings, lease_ttl_s=1.0)
+    survivor.start()
+    try:
+        with pytest.raises(RateLimited):
+            await survivor.admit(key, 5)
+        lease = None
+        deadline = time.monotonic() + 30
+        while lease is None and time.monotonic() < deadline:
+            try:
+                lease = await survivor.admit(key, 5)
+            except RateLimited:
+                await asyncio.sleep(0.1)
+        assert lease is not None
+        lease.release()
+    finally:
+        await survivor.aclose()

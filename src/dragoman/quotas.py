@@ -80,8 +80,9 @@ class Lease:
 
 
 class Quotas:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, lease_ttl_s: float = LEASE_TTL_S) -> None:
         self.settings = settings
+        self.lease_ttl_s = lease_ttl_s
         self.redis: Redis | None = None
         storage: Storage
         if settings.redis_url:
@@ -158,7 +159,7 @@ class Quotas:
         lease = Lease(self, key.id, uuid.uuid4().hex)
         if self.redis is not None:
             taken = await self._acquire(
-                keys=[_lease_set(key.id)], args=[limit, LEASE_TTL_S, lease.lease_id]
+                keys=[_lease_set(key.id)], args=[limit, self.lease_ttl_s, lease.lease_id]
             )
         else:
             taken = self._local_counts.get(key.id, 0) < limit
@@ -193,14 +194,14 @@ class Quotas:
 
     async def _renew_loop(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_TTL_S / 3)
+            await asyncio.sleep(self.lease_ttl_s / 3)
             held = list(self._held.values())
             if not held:
                 continue
             try:
                 await self._renew(
                     keys=[_lease_set(lease.key_id) for lease in held],
-                    args=[LEASE_TTL_S, *(lease.lease_id for lease in held)],
+                    args=[self.lease_ttl_s, *(lease.lease_id for lease in held)],
                 )
             except Exception as exc:
                 log.warning("lease_renewal_failed", error=type(exc).__name__)
