@@ -209,3 +209,16 @@ def test_the_python_client_sends_its_key(keyed: ServerThread, db_url: str) -> No
         assert client.last_record is not None and client.last_record["key_id"] == key_id
     with Client(keyed.url) as client, pytest.raises(Unauthorized):
         client.translate("Hi", "ko")
+
+
+def test_keys_commands_say_in_one_line_when_the_database_is_unusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    # The database's directory cannot be made: a file is in the way.
+    monkeypatch.setenv("DRAGOMAN_DATABASE_URL", f"sqlite+aiosqlite:///{blocker}/sub/d.db")
+    result = runner.invoke(app, ["keys", "list"])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("dragoman: the database cannot be used")

@@ -205,6 +205,8 @@ app.add_typer(keys_app, name="keys")
 
 def _with_keys(work: Any) -> Any:
     """Run `work(keys)` on the configured database, migrated first."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from dragoman.keys import KeyStore
     from dragoman.records.store import RecordStore
 
@@ -218,7 +220,12 @@ def _with_keys(work: Any) -> Any:
         finally:
             await store.engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (SQLAlchemyError, OSError) as exc:
+        # One line, no traceback: the URL may carry a password, the message need not.
+        typer.echo(f"dragoman: the database cannot be used ({type(exc).__name__}).", err=True)
+        raise typer.Exit(1) from None
 
 
 @keys_app.command("create")
