@@ -131,23 +131,57 @@ class Quotas:
         settings = self.settings
         rpm = self._item(key.rpm or settings.default_rpm)
         cpm = self._item(key.cpm or settings.default_cpm)
+        # The three at once: one round trip to Redis in front of the first token, not three.
+        # A request refused by one of them may still count against the others.
+        taking = asyncio.ensure_future(
+            self._take_slot(key, key.concurrency or settings.default_concurrency)
+        )
         try:
-            if not await self.limiter.hit(rpm, "rpm", key.id):
+            rpm_ok, cpm_ok, slot = await asyncio.gather(
+                self.limiter.hit(rpm, "rpm", key.id),
+                self.limiter.hit(cpm, "cpm", key.id, cost=chars),
+                taking,
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:  # the client left: a slot already taken goes back
+            if taking.done() and not taking.cancelled() and taking.exception() is None:
+                held = taking.result()
+                if held is not None:
+                    held.release()
+            raise
+        lease = slot if isinstance(slot, Lease) else None
+        try:
+            for outcome in (rpm_ok, cpm_ok, slot):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            if not rpm_ok:
                 raise RateLimited(
                     "This key's requests per minute are used up.",
                     retry_after_s=await self._retry_after(rpm, key.id, "rpm"),
                 )
-            if not await self.limiter.hit(cpm, "cpm", key.id, cost=chars):
+            if not cpm_ok:
                 raise RateLimited(
                     "This key's characters per minute are used up.",
                     retry_after_s=await self._retry_after(cpm, key.id, "cpm"),
                 )
-            lease = await self._take_slot(key, key.concurrency or settings.default_concurrency)
+            if lease is None:
+                raise RateLimited(
+                    "This key already has as many translations running as it may.",
+                    retry_after_s=1,
+                )
         except RateLimited:
+            if lease is not None:
+                lease.release()
             self._recovered()
             raise
         except Exception as exc:
+            if lease is not None:
+                lease.release()
             return self._fail_open(key, exc)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
         self._recovered()
         return lease
 
@@ -155,7 +189,8 @@ class Quotas:
         stats = await self.limiter.get_window_stats(item, kind, key_id)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
-    async def _take_slot(self, key: ApiKey, limit: int) -> Lease:
+    async def _take_slot(self, key: ApiKey, limit: int) -> Lease | None:
+        """The key's next concurrency slot, or None when all are taken."""
         lease = Lease(self, key.id, uuid.uuid4().hex)
         if self.redis is not None:
             taken = await self._acquire(
@@ -166,9 +201,7 @@ class Quotas:
             if taken:
                 self._local_counts[key.id] = self._local_counts.get(key.id, 0) + 1
         if not taken:
-            raise RateLimited(
-                f"This key already has {limit} translations running.", retry_after_s=1
-            )
+            return None
         self._held[lease.lease_id] = lease
         return lease
 
