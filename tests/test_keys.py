@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from dragoman.cli import app
 from dragoman.keys import KeyStore
 from dragoman.records.store import RecordStore
-from tests.conftest import ServerThread
-from tests.helpers import run_sql
+from tests.conftest import ServerThread, free_port
+from tests.fake_openai import FakeOpenAI
+from tests.helpers import run_sql, wait_until_answers
 
 runner = CliRunner()
 
@@ -222,3 +223,34 @@ def test_keys_commands_say_in_one_line_when_the_database_is_unusable(
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("dragoman: the database cannot be used")
+
+
+def test_auth_off_serves_any_address_without_keys(
+    tmp_path: Path, db_url: str, fake: FakeOpenAI
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGOMAN_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dragoman", "serve", "--host", "0.0.0.0", "--port", str(port)],
+        cwd=tmp_path,
+        env={
+            **env,
+            "DRAGOMAN_AUTH": "off",
+            "DRAGOMAN_PROVIDER": "openai",
+            "OPENAI_BASE_URL": fake.base_url,
+            "DRAGOMAN_DATABASE_URL": db_url,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until_answers(f"http://127.0.0.1:{port}/healthz", proc, 60)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/translations",
+            json={"text": "Hi", "target_lang": "ko", "stream": False},
+            timeout=30,
+        )
+        assert answer.status_code == 200 and answer.json()["key_id"] is None
+    finally:
+        proc.terminate()
+        proc.wait(30)
