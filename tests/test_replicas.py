@@ -170,5 +170,9 @@ def test_two_workers_share_limits_and_metrics(
     secret = create_key(shared_env, "--rpm", "6")
     statuses = [_post(server.url, secret).status_code for _ in range(8)]
     assert statuses == [200] * 6 + [429] * 2
+    # A request is counted once its answer is sent: the last one may be a moment behind.
+    deadline = time.monotonic() + 10
+    while _requests_counted(server.url) != 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
     # Every scrape, whichever worker answers it, adds up both workers' counts.
     assert {_requests_counted(server.url) for _ in range(6)} == {6.0}
