@@ -1,6 +1,11 @@
 """Pure ASGI middleware: a request body larger than `DRAGOMAN_MAX_BODY_BYTES` is refused with
 413 `request_too_large` before it is read whole: at once when its Content-Length says so, else
-as soon as the bytes received pass the limit (a chunked body)."""
+as soon as the bytes received pass the limit (a chunked body).
+
+Not Starlette's `RequestBodyLimitMiddleware` (FastAPI's `max_body_size`): it lets a request with
+an oversized Content-Length run until its body is read, and answers some cases itself in plain
+text, where the contract wants the JSON error body.
+"""
 
 from __future__ import annotations
 
