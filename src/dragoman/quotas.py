@@ -106,6 +106,7 @@ class Quotas:
         self._held: dict[str, Lease] = {}
         self._local_counts: dict[str, int] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()
         self._failing = False
 
     def start(self) -> None:
@@ -116,6 +117,8 @@ class Quotas:
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
+        # Releases still on their way: the slots go back now rather than at their lease's end.
+        await asyncio.gather(*self._releases, return_exceptions=True)
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -215,8 +218,8 @@ class Quotas:
             return
         # Off the request's path; a lost release only holds the slot until its lease expires.
         task = asyncio.get_running_loop().create_task(self._release(lease))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     async def _release(self, lease: Lease) -> None:
         assert self.redis is not None
@@ -249,9 +252,6 @@ class Quotas:
         if self._failing:
             log.warning("limits_available_again")
             self._failing = False
-
-
-_background: set[asyncio.Task[Any]] = set()
 
 
 def _lease_set(key_id: str) -> str:
