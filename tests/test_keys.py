@@ -254,3 +254,18 @@ def test_auth_off_serves_any_address_without_keys(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_cli_sends_dragoman_api_key_to_a_server(
+    keyed: ServerThread, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_id, secret = create_key(db_url)
+    monkeypatch.delenv("DRAGOMAN_API_KEY", raising=False)
+    refused = runner.invoke(app, ["translate", "Hello", "--to", "ko", "--server", keyed.url])
+    assert refused.exit_code == 1 and "unauthorized" in refused.stderr
+    monkeypatch.setenv("DRAGOMAN_API_KEY", secret)
+    result = runner.invoke(app, ["translate", "Hello", "--to", "ko", "--server", keyed.url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "T:Hello\n"
+    history = runner.invoke(app, ["history", "--json", "--server", keyed.url])
+    assert [r["key_id"] for r in json.loads(history.stdout)] == [key_id]
