@@ -269,3 +269,15 @@ def test_the_cli_sends_dragoman_api_key_to_a_server(
     assert result.stdout == "T:Hello\n"
     history = runner.invoke(app, ["history", "--json", "--server", keyed.url])
     assert [r["key_id"] for r in json.loads(history.stdout)] == [key_id]
+
+
+def test_openapi_documents_the_bearer_key(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    paths = schema["paths"]
+    assert paths["/v1/translations"]["post"]["security"] == [{"apiKey": []}]
+    assert paths["/v1/translations/{translation_id}"]["get"]["security"] == [{"apiKey": []}]
+    assert paths["/healthz"]["get"]["security"] == []
+    assert paths["/v1/languages"]["get"]["security"] == []
+    # The translation endpoints keep their documented bodies.
+    assert "requestBody" in paths["/translate"]["post"]

@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from dragoman import __version__, metrics
 from dragoman.api.body_limit import BodyLimit
 from dragoman.api.errors import install_error_handlers
+from dragoman.api.openapi_security import document_bearer_keys
 from dragoman.api.request_metrics import RequestMetrics
 from dragoman.api.require_key import RequireKey
 from dragoman.api.routes import router
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    document_bearer_keys(app)
     # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
     # last added runs first: CORS answers preflights before a key is asked for.
     app.add_middleware(RequireKey, required=keys_required(settings))
