@@ -42,6 +42,7 @@ PREPARED_ENV = "DRAGOMAN_DB_PREPARED"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    require_keys = keys_required(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if os.environ.get(PREPARED_ENV) != "1":
             await store.prepare()
         store.start()
-        quotas = Quotas(settings) if keys_required(settings) else None
+        quotas = Quotas(settings) if require_keys else None
         if quotas is not None:
             quotas.start()
         translator = build_translator(settings, store, quotas)
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_bearer_keys(app)
     # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
     # last added runs first: CORS answers preflights before a key is asked for.
-    app.add_middleware(RequireKey, required=keys_required(settings))
+    app.add_middleware(RequireKey, required=require_keys)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
