@@ -16,8 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-extras=""
-if [ "${1:-}" = "--test" ]; then extras="[test,bench]"; fi
+target="."
+# The tests run against the working tree itself (an editable install).
+if [ "${1:-}" = "--test" ]; then target="-e .[test,bench]"; fi
 
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
@@ -51,6 +52,7 @@ if [ -z "$wheel" ]; then
 fi
 
 .venv/bin/pip install --quiet --force-reinstall --no-deps "$wheel"
-.venv/bin/pip install --quiet -c constraints.txt ".$extras"
+# shellcheck disable=SC2086  # $target is one or two words on purpose
+.venv/bin/pip install --quiet -c constraints.txt $target
 # The installed engine library must not carry instructions that some CPUs fault on.
 .venv/bin/python -m dragoman.engine.native_check

@@ -2,6 +2,7 @@
 
     python -m bench.load                  # full run (a few minutes)
     python -m bench.load --quick          # seconds-long smoke run
+    python -m bench.load --production     # the price of keys, Redis limits and metrics
 
 Starts, side by side in this run, each in a process of its own:
 
@@ -19,6 +20,11 @@ once behind the first piece (where, on a small machine, the upstream, the servic
 compete for the CPUs), and at 100 and at 1,000 concurrent streams (the round with the median
 rate of `--rounds`): pieces per second, the p99 gap between pieces, server CPU seconds per
 1,000 pieces, and server memory (RSS) at the peak of the 1,000-stream run.
+
+With `--production` it runs instead, in the same run, dragoman with everything off against
+dragoman with API keys, per-key limits counted in Redis (a redis-server of its own) and a
+metrics token on, each with its own fresh database, and reports time to first text (p50) and
+pieces per second at 100 streams for both.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,11 +81,11 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _http_post(path: str, body: dict[str, object]) -> bytes:
+def _http_post(path: str, body: dict[str, object], headers: str = "") -> bytes:
     payload = json.dumps(body).encode()
     return (
         f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        f"{headers}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
     ).encode() + payload
 
 
@@ -226,10 +233,20 @@ def main() -> None:
         "--ttft-delay", type=float, default=0.001, help="seconds between pieces, paced TTFT run"
     )
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="dragoman with keys, Redis limits and metrics on against all off (100 streams)",
+    )
     args = parser.parse_args()
+    if args.production and args.streams == parser.get_default("streams"):
+        args.streams = "100"
     if args.quick:
         args.pieces, args.streams, args.ttft_runs, args.rounds = 20, "10", 5, 1
     args.streams = [int(s) for s in args.streams.split(",")]
+    if args.production:
+        production(args)
+        return
 
     with tempfile.TemporaryDirectory() as workdir:
         upstream_port, dragoman_port, baseline_port = free_port(), free_port(), free_port()
@@ -283,6 +300,108 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(30)
     report(rows, args)
+
+
+def _create_key(env: dict[str, str]) -> str:
+    """A key whose limits the benchmark never reaches: what is measured is their cost."""
+    created = subprocess.run(
+        [sys.executable, "-m", "dragoman", "keys", "create", "--name", "bench",
+         "--rpm", "100000000", "--cpm", "1000000000", "--concurrency", "100000"],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return created.stdout.strip().splitlines()[-1]
+
+
+def _start_redis(port: int, workdir: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit("could not start redis-server (apt-get install redis-server)")
+        time.sleep(0.05)
+
+
+def production(args: argparse.Namespace) -> None:
+    """All off against keys + Redis limits + metrics on, in the same run."""
+    with tempfile.TemporaryDirectory() as workdir:
+        upstream_port, off_port, on_port, redis_port = (free_port() for _ in range(4))
+        base_url = f"http://127.0.0.1:{upstream_port}/v1"
+        env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
+               "DRAGOMAN_PROVIDER": "openai", "DRAGOMAN_LOG_LEVEL": "warning"}  # fmt: skip
+        for variable in ("DRAGOMAN_AUTH", "DRAGOMAN_REDIS_URL", "DRAGOMAN_METRICS_TOKEN"):
+            env.pop(variable, None)
+        off_env = {**env, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/off.db"}
+        on_env = {
+            **env,
+            "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/on.db",
+            "DRAGOMAN_AUTH": "keys",
+            "DRAGOMAN_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "DRAGOMAN_METRICS_TOKEN": "bench-metrics-token",
+        }
+        procs = []
+        try:
+            procs.append(_start_redis(redis_port, workdir))
+            upstream = _start(
+                [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
+                 "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
+                env, upstream_port, "/v1/models",
+            )  # fmt: skip
+            procs.append(upstream)
+            serve = [sys.executable, "-m", "dragoman", "serve", "--port"]
+            off = _start([*serve, str(off_port)], off_env, off_port, "/readyz")
+            procs.append(off)
+            on = _start([*serve, str(on_port)], on_env, on_port, "/readyz")
+            procs.append(on)
+            secret = _create_key(on_env)
+            body = {"lang": "ko", "message": "hello"}
+            marker = args.piece.strip().encode()
+            targets = [
+                Target("dragoman, all off", off_port, off.pid, _http_post("/translate", body),
+                       marker),
+                Target("dragoman, keys + Redis limits + metrics", on_port, on.pid,
+                       _http_post("/translate", body, f"Authorization: Bearer {secret}\r\n"),
+                       marker),
+            ]  # fmt: skip
+            rows = {t.name: uvloop.run(measure(t, args, upstream_port)) for t in targets}
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+    report_production(rows, args)
+
+
+def report_production(rows: dict[str, dict[str, object]], args: argparse.Namespace) -> None:
+    streams = args.streams[0]
+    print(
+        f"pieces per stream: {args.pieces} × {args.piece!r}; paced TTFT: {args.ttft_pieces} "
+        f"pieces, {args.ttft_delay}s apart; machine: {os.cpu_count()} CPUs"
+    )
+    print(f"| | TTFT p50 ms | pieces/s @{streams} | errors @{streams} |")
+    print("|---|---|---|---|")
+    ttft: dict[str, float] = {}
+    rate: dict[str, float] = {}
+    for name, row in rows.items():
+        times, phase = row["ttft"], row[streams]
+        assert isinstance(times, list) and isinstance(phase, Phase)
+        ttft[name] = _pct(times, 0.5)
+        rate[name] = phase.pieces / phase.seconds if phase.seconds else 0.0
+        print(f"| {name} | {ttft[name]:.2f} | {rate[name]:,.0f} | {phase.errors} |")
+    off, on = list(rows)
+    print()
+    print(f"| on − off, TTFT p50 | {ttft[on] - ttft[off]:+.2f} ms |")
+    print(f"| on / off, pieces/s @{streams} | {rate[on] / rate[off]:.2f}× |")
 
 
 def report(rows: dict[str, dict[str, object]], args: argparse.Namespace) -> None:

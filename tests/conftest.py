@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from dragoman.app import create_app
 from dragoman.config import Settings
@@ -31,8 +39,10 @@ class ServerThread:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port = free_port()
+        # Built here, started by `start()`: a test may add middleware in between.
+        self.app = create_app(settings)
         config = uvicorn.Config(
-            create_app(settings),
+            self.app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -68,15 +78,60 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'dragoman.db'}"
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for this test: a SQLite file, or with
+    DRAGOMAN_TEST_DATABASE_URL (a PostgreSQL server's URL, `postgresql+asyncpg://...`) a new
+    database on that server, dropped afterwards."""
+    server = os.environ.get("DRAGOMAN_TEST_DATABASE_URL")
+    if not server:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'dragoman.db'}"
+        return
+    with fresh_postgres_database(server) as url:
+        yield url
 
 
 @pytest.fixture
-def make_server(fake: FakeOpenAI, db_url: str) -> Iterator[Callable[..., ServerThread]]:
-    started: list[ServerThread] = []
+def postgres_url() -> Iterator[str]:
+    """A fresh database on a real PostgreSQL server, whichever database the run is on."""
+    server = os.environ.get("DRAGOMAN_TEST_DATABASE_URL") or _required_service(
+        "DRAGOMAN_TEST_POSTGRES_URL", "PostgreSQL server"
+    )
+    with fresh_postgres_database(server) as url:
+        yield url
 
-    def make(**overrides: Any) -> ServerThread:
+
+@contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    name = f"dragoman_test_{uuid.uuid4().hex[:16]}"
+    _postgres_admin(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _postgres_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _postgres_admin(server_url: str, statement: str) -> None:
+    import asyncpg
+
+    url = make_url(server_url).set(drivername="postgresql")
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    # In a thread of its own: a test may be inside an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture
+def make_settings(fake: FakeOpenAI, db_url: str) -> Callable[..., Settings]:
+    """Settings for a dragoman on the fake upstream and this test's database."""
+
+    def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "provider": "openai",
             "openai_base_url": fake.base_url,
@@ -84,7 +139,17 @@ def make_server(fake: FakeOpenAI, db_url: str) -> Iterator[Callable[..., ServerT
             "log_level": "warning",
         }
         values.update(overrides)
-        server = ServerThread(Settings(_env_file=None, **values)).start()  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def make_server(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., ServerThread]]:
+    started: list[ServerThread] = []
+
+    def make(**overrides: Any) -> ServerThread:
+        server = ServerThread(make_settings(**overrides)).start()
         started.append(server)
         return server
 
@@ -112,3 +177,57 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         handle = getattr(utils, name, None)
         if handle is not None:
             handle.close()
+
+
+def _required_service(variable: str, what: str) -> str:
+    """A service's URL from the environment; without it the test skips, or fails in CI."""
+    value = os.environ.get(variable)
+    if value:
+        return value
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{variable} is not set: CI must run these tests against a real {what}")
+    pytest.skip(f"{variable} is not set (a real {what} is needed)")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _required_service("DRAGOMAN_TEST_REDIS_URL", "Redis")
+
+
+class RedisProcess:
+    """A throw-away redis-server of this test's own, on a free loopback port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("redis-server is not installed")
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.port = port or free_port()
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -64,3 +65,28 @@ def wait_for_record(
         if record["status"] == status or time.monotonic() > deadline:
             return record
         time.sleep(0.05)
+
+
+def run_sql(db_url: str, *statements: str) -> list[list[Any]]:
+    """Run SQL on the test's database (SQLite or PostgreSQL) from outside the service; the rows
+    each statement returned."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> list[list[Any]]:
+        engine = create_async_engine(db_url)
+        results: list[list[Any]] = []
+        try:
+            async with engine.begin() as conn:
+                for statement in statements:
+                    result = await conn.execute(text(statement))
+                    results.append([tuple(row) for row in result] if result.returns_rows else [])
+        finally:
+            await engine.dispose()
+        return results
+
+    # In a thread of its own: the caller may be inside an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()

@@ -31,6 +31,7 @@ V1_CASES: list[tuple[Any, int, str]] = [
     ({"text": "hi", "target_lang": "ko", "stream": "maybe"}, 422, "invalid_request"),
     ({"text": "", "target_lang": "ko"}, 422, "invalid_request"),
     ({"text": " \n\t ", "target_lang": "ko"}, 422, "invalid_request"),
+    ({"text": "a\u0000b", "target_lang": "ko"}, 422, "invalid_request"),
     ({"text": "hi", "target_lang": "not a tag!"}, 422, "unsupported_language"),
     ({"text": "hi", "target_lang": "tlh"}, 422, "unsupported_language"),
     ({"text": "hi", "target_lang": "ko", "source_lang": "xx-??"}, 422, "unsupported_language"),

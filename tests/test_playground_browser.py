@@ -117,3 +117,32 @@ def test_errors_are_shown_and_language_preselected(
     page.get_by_role("button", name="Translate", exact=True).click()
     page.wait_for_function("document.getElementById('message').textContent.includes('broke off')")
     assert page.text_content("#output") == "T:a"
+
+
+def test_asks_for_a_key_when_the_server_needs_one_and_keeps_it(
+    browser: Any, make_server: Callable[..., ServerThread], db_url: str
+) -> None:
+    from tests.test_keys import create_key
+
+    server = make_server(auth="keys")
+    key_id, secret = create_key(db_url)
+    page = _open(browser, server)  # the languages are public: the page loads
+    page.wait_for_selector("#key-box", state="visible")  # the history needed a key
+    page.fill("#key", secret)
+    page.get_by_role("button", name="Use this key", exact=True).click()
+    page.wait_for_selector("#key-box", state="hidden")
+    page.fill("#script", "browser-key")
+    page.fill("#text", "Hello")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    page.wait_for_function("document.querySelectorAll('#history li').length === 1")
+    assert page.evaluate("localStorage.getItem('dragoman.key')") == secret
+    records = httpx.get(
+        f"{server.url}/v1/translations",
+        params={"script_id": "browser-key"},
+        headers={"Authorization": f"Bearer {secret}"},
+    ).json()
+    assert [r["key_id"] for r in records["items"]] == [key_id]
+
+    page.reload()  # kept in the browser: no question this time
+    page.wait_for_function("document.querySelectorAll('#history li').length === 1")
+    assert page.is_hidden("#key-box")

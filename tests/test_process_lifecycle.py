@@ -55,11 +55,11 @@ class ServeProcess:
 
 
 @pytest.fixture
-def serve_env(fake: FakeOpenAI, tmp_path: Path) -> dict[str, str]:
+def serve_env(fake: FakeOpenAI, db_url: str) -> dict[str, str]:
     return {
         "DRAGOMAN_PROVIDER": "openai",
         "OPENAI_BASE_URL": fake.base_url,
-        "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+        "DRAGOMAN_DATABASE_URL": db_url,
         "DRAGOMAN_LOG_LEVEL": "warning",
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.helpers import raw_events, v1_events
+from tests.helpers import raw_events, run_sql, v1_events
 
 
 def test_success_record(client: httpx.Client) -> None:
@@ -65,12 +65,9 @@ def test_pagination_newest_first_without_gaps(client: httpx.Client) -> None:
 
 
 def test_database_outage_is_503_then_recovers(client: httpx.Client, db_url: str) -> None:
-    import sqlite3
-
-    path = db_url.split("///", 1)[1]
     client.post("/v1/translations", json={"text": "warm", "target_lang": "ko", "stream": False})
-    with sqlite3.connect(path) as conn:  # the table goes away under the running service
-        conn.execute("ALTER TABLE translations RENAME TO translations_away")
+    # The table goes away under the running service.
+    run_sql(db_url, "ALTER TABLE translations RENAME TO translations_away")
     first = client.post("/v1/translations", json={"text": "a b", "target_lang": "ko"})
     # Its pieces were already out when the write failed: the failure is in-band.
     assert first.status_code == 200 and "event: error" in first.text
@@ -78,8 +75,7 @@ def test_database_outage_is_503_then_recovers(client: httpx.Client, db_url: str)
     second = client.post("/translate", json={"lang": "ko", "message": "c d"})
     assert second.status_code == 503
     assert second.json()["error"]["code"] == "database_unavailable"
-    with sqlite3.connect(path) as conn:
-        conn.execute("ALTER TABLE translations_away RENAME TO translations")
+    run_sql(db_url, "ALTER TABLE translations_away RENAME TO translations")
     third = client.post(
         "/v1/translations", json={"text": "e f", "target_lang": "ko", "stream": False}
     )

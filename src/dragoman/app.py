@@ -15,19 +15,23 @@ import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from dragoman import __version__
+from dragoman import __version__, metrics
+from dragoman.api.body_limit import BodyLimit
 from dragoman.api.docs import install_offline_docs
 from dragoman.api.errors import install_error_handlers
-from dragoman.api.hot_path import HotPathApp
-from dragoman.api.routes import create_translation, router, translate_compat
+from dragoman.api.openapi_security import document_bearer_keys
+from dragoman.api.request_metrics import RequestMetrics
+from dragoman.api.require_key import RequireKey
+from dragoman.api.routes import router
 from dragoman.api.streaming import StreamRegistry
+from dragoman.auth import keys_required
 from dragoman.config import Settings
 from dragoman.errors import ShuttingDown
-from dragoman.languages import LanguageDetector
+from dragoman.keys import KeyStore
 from dragoman.logging import configure_logging
-from dragoman.providers.factory import make_provider
+from dragoman.quotas import Quotas
 from dragoman.records.store import RecordStore
-from dragoman.service import Translator
+from dragoman.service import build_translator
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +43,7 @@ PREPARED_ENV = "DRAGOMAN_DB_PREPARED"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    require_keys = keys_required(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,15 +51,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if os.environ.get(PREPARED_ENV) != "1":
             await store.prepare()
         store.start()
-        provider = make_provider(settings)
-        detector = LanguageDetector()
+        quotas = Quotas(settings) if require_keys else None
+        if quotas is not None:
+            quotas.start()
+        translator = build_translator(settings, store, quotas)
+        provider = translator.provider
         registry = StreamRegistry()
         app.state.store = store
+        app.state.keys = KeyStore(store.engine)
         app.state.registry = registry
-        app.state.translator = Translator(settings, provider, store, detector)
+        app.state.translator = translator
         background = [
             asyncio.create_task(_start_provider(provider)),
-            asyncio.create_task(asyncio.to_thread(detector.warm_up)),
+            asyncio.create_task(asyncio.to_thread(translator.detector.warm_up)),
         ]
         restore = _chain_sigterm(lambda: _begin_shutdown(registry, settings.shutdown_grace_s))
         try:
@@ -65,10 +74,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             registry.abort_all(ShuttingDown())
-            await provider.aclose()
+            await translator.aclose()
+            if quotas is not None:
+                await quotas.aclose()
             await store.aclose()
+            metrics.process_exiting()
 
-    app = HotPathApp(
+    # Every route, the translation endpoints included, goes through the same middleware stack
+    # and exception handlers: whatever is added to it (keys, limits, metrics, CORS) sees them.
+    app = FastAPI(
         title="dragoman",
         version=__version__,
         summary="Live machine translation streamed over Server-Sent Events.",
@@ -79,18 +93,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_offline_docs(app)
     install_error_handlers(app)
     app.include_router(router)
-    app.serve_directly(
-        {"/translate": translate_compat, "/v1/translations": create_translation},
-        unless_cross_origin=bool(settings.cors_origins),
-    )
+    document_bearer_keys(app)
+    # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
+    # last added runs first: CORS answers preflights before a key is asked for.
+    app.add_middleware(RequireKey, required=require_keys)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["content-type", "x-script-id"],
+            allow_headers=["authorization", "content-type", "x-script-id"],
             expose_headers=["x-translation-id", "retry-after"],
         )
+    app.add_middleware(RequestMetrics)
     return app
 
 

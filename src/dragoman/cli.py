@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,18 +60,43 @@ def serve(
     ] = None,
 ) -> None:
     """Start the HTTP service."""
+    settings = _settings_or_exit()
+    count = workers or 1
+    metrics_dir = None
+    if count > 1:
+        # Each worker writes its metrics here and /metrics adds them up; fresh for this run,
+        # so that no dead worker's values from an earlier one are counted. Set before anything
+        # imports prometheus_client in this process: the engine's supervisor counts its
+        # restarts here, and they must land in the same directory.
+        metrics_dir = tempfile.mkdtemp(prefix="dragoman-metrics-")
+        os.environ[_MULTIPROC_ENV] = metrics_dir
+    try:
+        _serve(settings, host, port, count)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _serve(settings: Settings, host: str, port: int, count: int) -> None:
+    import uvicorn
+
     from dragoman.app import PREPARED_ENV
+    from dragoman.auth import BOUND_LOOPBACK_ENV, is_loopback, serve_refusal
     from dragoman.logging import configure_logging
     from dragoman.records.store import RecordStore
 
-    settings = _settings_or_exit()
     configure_logging(settings.log_level)
+    refusal = serve_refusal(settings, host, count)
+    if refusal is not None:
+        _fail_usage(refusal)
     if settings.provider == "openai" and settings.resolved_api_key() is None:
         _fail_usage(
             "the openai provider needs OPENAI_API_KEY (for OpenAI itself) or OPENAI_BASE_URL "
             "(for a self-hosted OpenAI-compatible server)."
         )
-    count = workers or 1
 
     async def prepare() -> None:
         store = RecordStore(settings.database_url)
@@ -80,6 +107,7 @@ def serve(
 
     asyncio.run(prepare())
     os.environ[PREPARED_ENV] = "1"
+    os.environ[BOUND_LOOPBACK_ENV] = "1" if is_loopback(host) else "0"
     engine = None
     if settings.provider == "local" and not settings.engine_socket:
         from dragoman.engine.background import BackgroundEngine
@@ -88,25 +116,19 @@ def serve(
         engine = BackgroundEngine(settings).start()
         os.environ["DRAGOMAN_ENGINE_SOCKET"] = engine.socket_path
     try:
-        _run_uvicorn(settings, host, port, count)
+        uvicorn.run(
+            "dragoman.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=count,
+            access_log=False,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        )
     finally:
         if engine is not None:
             engine.stop()
-
-
-def _run_uvicorn(settings: Settings, host: str, port: int, count: int) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        "dragoman.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=count,
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
-    )
 
 
 # translate and history: in-process on the configured provider, or against --server.
@@ -186,6 +208,93 @@ def history(
             script_id=script, server=server, as_json=as_json, limit=limit, settings=settings
         )
     )
+
+
+keys_app = typer.Typer(
+    help="API keys (for DRAGOMAN_AUTH=keys): create, list, revoke.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _with_keys(work: Any) -> Any:
+    """Run `work(keys)` on the configured database, migrated first."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dragoman.keys import KeyStore
+    from dragoman.records.store import RecordStore
+
+    settings = _settings_or_exit()
+
+    async def run() -> Any:
+        store = RecordStore(settings.database_url)
+        try:
+            await store.migrate()
+            return await work(KeyStore(store.engine))
+        finally:
+            await store.engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (SQLAlchemyError, OSError) as exc:
+        # One line, no traceback: the URL may carry a password, the message need not.
+        typer.echo(f"dragoman: the database cannot be used ({type(exc).__name__}).", err=True)
+        raise typer.Exit(1) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what the key is for.")],
+    rpm: Annotated[
+        int | None, typer.Option(min=1, help="Requests per minute (default DRAGOMAN_DEFAULT_RPM).")
+    ] = None,
+    cpm: Annotated[
+        int | None,
+        typer.Option(min=1, help="Characters per minute (default DRAGOMAN_DEFAULT_CPM)."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Concurrent translations (default DRAGOMAN_DEFAULT_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Create a key. Its secret is printed once, alone on the last line."""
+    if not name.strip() or len(name) > 128:
+        _fail_usage("--name must be 1 to 128 characters.")
+    key, secret = _with_keys(
+        lambda keys: keys.create(name, rpm=rpm, cpm=cpm, concurrency=concurrency)
+    )
+    typer.echo(f"id: {key.id}")
+    typer.echo(f"name: {key.name}")
+    typer.echo("secret (shown only now; send it as Authorization: Bearer <secret>):")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
+) -> None:
+    """List the keys (never their secrets)."""
+    import json
+
+    found = _with_keys(lambda keys: keys.list())
+    if as_json:
+        typer.echo(json.dumps([key.public() for key in found], indent=2))
+        return
+    for key in found:
+        limits = " ".join(
+            f"{label}={value if value is not None else 'default'}"
+            for label, value in (("rpm", key.rpm), ("cpm", key.cpm), ("conc", key.concurrency))
+        )
+        state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{key.name}\t{limits}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key: every server refuses it within a few seconds."""
+    if not _with_keys(lambda keys: keys.revoke(key_id)):
+        typer.echo(f"dragoman: no such key: {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
 
 
 def main() -> None:

@@ -8,9 +8,9 @@
 
 `stream()` yields each piece of the translation as it arrives (their concatenation is the
 record's `translation`, exactly); `translate()` returns the finished record; `history()` the
-records of a script, newest first. Every error the service can answer is raised as the
-subclass of `DragomanClientError` named after its code. Only httpx and httpx-sse are imported:
-no server, no model.
+records of a script, newest first. A server with keys on needs `api_key="dgm_..."`. Every
+error the service can answer is raised as the subclass of `DragomanClientError` named after its
+code. Only httpx and httpx-sse are imported: no server, no model.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ __all__ = [
     "NotFound",
     "NotReady",
     "QueueFull",
+    "RateLimited",
+    "RequestTooLarge",
     "ServerUnreachable",
     "ShuttingDown",
     "TextTooLong",
     "TranslationRecord",
+    "Unauthorized",
     "UnsupportedLanguage",
     "UpstreamError",
     "UpstreamRateLimited",
@@ -60,6 +63,7 @@ class TranslationRecord(TypedDict):
     created_at: str
     first_token_ms: int | None
     total_ms: int | None
+    key_id: str | None
 
 
 class DragomanClientError(Exception):
@@ -124,6 +128,22 @@ class InternalError(DragomanClientError):
     code = "internal_error"
 
 
+class Unauthorized(DragomanClientError):
+    """The server needs an API key (`api_key=`), or this one is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class RateLimited(DragomanClientError):
+    """This key's own limit on the server; `retry_after` says when to try again."""
+
+    code = "rate_limited"
+
+
+class RequestTooLarge(DragomanClientError):
+    code = "request_too_large"
+
+
 class ServerUnreachable(DragomanClientError):
     """The service could not be reached at all (refused, DNS, timeout on connect)."""
 
@@ -147,7 +167,7 @@ _BY_CODE: dict[str, type[DragomanClientError]] = {
     for cls in (
         InvalidRequest, UnsupportedLanguage, TextTooLong, NotFound, UpstreamRateLimited,
         UpstreamError, UpstreamTimeout, QueueFull, DatabaseUnavailable, NotReady, ShuttingDown,
-        InternalError,
+        InternalError, Unauthorized, RateLimited, RequestTooLarge,
     )
 }  # fmt: skip
 
@@ -172,6 +192,10 @@ def _status_error(response: httpx.Response) -> DragomanClientError:
     except ValueError:
         body = None
     return _error(body, response.status_code, response.headers.get("retry-after"))
+
+
+def _auth(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def _body(
@@ -224,8 +248,14 @@ class _Events:
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        timeout: float = 60,
+        api_key: str | None = None,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=_auth(api_key))
         self.last_record: TranslationRecord | None = None
 
     def __enter__(self) -> Client:
@@ -304,8 +334,14 @@ class Client:
 
 
 class AsyncClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        timeout: float = 60,
+        api_key: str | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=_auth(api_key))
         self.last_record: TranslationRecord | None = None
 
     async def __aenter__(self) -> AsyncClient:

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     keepalive_s: float = Field(default=15.0, gt=0)
     log_level: str = "info"
+    # Production: keys, per-key limits, shared counters, metrics, request size.
+    auth: Literal["keys", "off"] | None = None
+    default_rpm: int = Field(default=60, ge=1)
+    default_cpm: int = Field(default=20_000, ge=1)
+    default_concurrency: int = Field(default=4, ge=1)
+    redis_url: str | None = None
+    metrics_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -54,7 +62,15 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "openai_base_url", "openai_api_key", "model", "model_path", "engine_socket", mode="before"
+        "openai_base_url",
+        "openai_api_key",
+        "model",
+        "model_path",
+        "engine_socket",
+        "auth",
+        "redis_url",
+        "metrics_token",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -111,3 +111,29 @@ class Cancelled(DragomanError):
     code = "cancelled"
     status = 499
     default_message = "The client disconnected."
+
+
+class Unauthorized(DragomanError):
+    code = "unauthorized"
+    status = 401
+    default_message = "This server needs an API key: send Authorization: Bearer <key>."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class RateLimited(DragomanError):
+    """This server's limit on the caller's key (not the upstream's: `UpstreamRateLimited`)."""
+
+    code = "rate_limited"
+    status = 429
+    default_message = "This key's limit is reached; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
+class RequestTooLarge(DragomanError):
+    code = "request_too_large"
+    status = 413
+    default_message = "The request body is too large."

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from dragoman import metrics
 from dragoman.config import Settings
 from dragoman.errors import (
     DatabaseUnavailable,
@@ -32,9 +33,12 @@ from dragoman.errors import (
 from dragoman.errors import (
     InvalidRequest as InvalidRequestError,
 )
+from dragoman.keys import ApiKey
 from dragoman.languages import LanguageDetector
 from dragoman.prompts import TranslationTask
 from dragoman.providers.base import Provider, Queued, StreamState
+from dragoman.providers.factory import make_provider
+from dragoman.quotas import Lease, Quotas
 from dragoman.records.record import Record
 from dragoman.records.store import RecordStore
 
@@ -55,6 +59,20 @@ class Failed:
 Event = list[str] | Queued | Finished | Failed
 
 
+@dataclass(frozen=True, slots=True)
+class TranslationRequest:
+    """One translation asked for, as either endpoint or the CLI received it."""
+
+    text: str
+    target_lang: str
+    source_lang: str | None = None
+    script_id: str | None = None
+    # `POST /translate` only: language names ("Korean") are accepted besides tags.
+    allow_names: bool = False
+    # The caller's API key, None when keys are off: the record is filed under it.
+    key: ApiKey | None = None
+
+
 class Translator:
     """Validates requests against the provider and starts jobs."""
 
@@ -64,14 +82,45 @@ class Translator:
         provider: Provider,
         store: RecordStore,
         detector: LanguageDetector,
+        quotas: Quotas | None = None,
     ) -> None:
         self.settings = settings
         self.provider = provider
         self.store = store
         self.detector = detector
+        self.quotas = quotas
 
-    def resolve_languages(
-        self, target: str, source: str | None, *, allow_names: bool = False
+    async def submit(self, request: TranslationRequest) -> Job:
+        """Validate and admit a request. Raises before anything is stored (422, 413,
+        `RateLimited`, `QueueFull`)."""
+        self._check_text(request.text)
+        target_lang, source_lang = self._resolve_languages(
+            request.target_lang, request.source_lang, allow_names=request.allow_names
+        )
+        lease = None
+        if self.quotas is not None and request.key is not None:
+            lease = await self.quotas.admit(request.key, len(request.text))
+        task = TranslationTask(text=request.text, target_lang=target_lang, source_lang=source_lang)
+        state = StreamState()
+        try:
+            pieces = self.provider.stream(task, state)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        record = Record(
+            text=request.text,
+            target_lang=target_lang,
+            source_lang=source_lang,
+            script_id=request.script_id,
+            provider=self.provider.name,
+            model=self.provider.model,
+            key_id=request.key.id if request.key is not None else None,
+        )
+        return Job(self, record, task, pieces, state, lease)
+
+    def _resolve_languages(
+        self, target: str, source: str | None, *, allow_names: bool
     ) -> tuple[str, str | None]:
         catalog = self.provider.languages
         target_tag = catalog.resolve(target, field="target_lang", allow_names=allow_names)
@@ -80,31 +129,28 @@ class Translator:
             source_tag = catalog.resolve(source, field="source_lang", allow_names=allow_names)
         return target_tag, source_tag
 
-    def check_text(self, text: str) -> None:
+    def _check_text(self, text: str) -> None:
         if not text.strip():
             raise InvalidRequestError("text: must not be empty or only whitespace.")
+        if "\x00" in text:  # no database stores it in text (PostgreSQL refuses it)
+            raise InvalidRequestError("text: must not contain NUL (U+0000) characters.")
         if len(text) > self.settings.max_text_chars:
             raise TextTooLong(
                 f"text: {len(text)} characters; this server accepts at most "
                 f"{self.settings.max_text_chars}."
             )
 
-    def start(
-        self, *, text: str, target_lang: str, source_lang: str | None, script_id: str | None
-    ) -> Job:
-        """Admit a validated request. Raises `QueueFull` before anything is stored."""
-        task = TranslationTask(text=text, target_lang=target_lang, source_lang=source_lang)
-        state = StreamState()
-        pieces = self.provider.stream(task, state)
-        record = Record(
-            text=text,
-            target_lang=target_lang,
-            source_lang=source_lang,
-            script_id=script_id,
-            provider=self.provider.name,
-            model=self.provider.model,
-        )
-        return Job(self, record, task, pieces, state)
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+
+def build_translator(
+    settings: Settings, store: RecordStore, quotas: Quotas | None = None
+) -> Translator:
+    """The translator the server and the CLI both run: the configured provider (not started
+    yet: the server starts it in the background, the CLI waits for it), a detector, and the
+    per-key limits when keys are on."""
+    return Translator(settings, make_provider(settings), store, LanguageDetector(), quotas)
 
 
 class Job:
@@ -115,8 +161,10 @@ class Job:
         task: TranslationTask,
         pieces: AsyncIterator[list[str] | Queued],
         state: StreamState,
+        lease: Lease | None = None,
     ) -> None:
         self._translator = translator
+        self._lease = lease
         self.record = record
         self._pieces = pieces
         self._state = state
@@ -131,6 +179,11 @@ class Job:
     def abort(self, error: DragomanError) -> None:
         """Mark the job as ended by the server (shutdown); the caller then cancels its task."""
         self.abort_error = error
+
+    def release(self) -> None:
+        """Give back the key's concurrency slot (once the upstream work is over)."""
+        if self._lease is not None:
+            self._lease.release()
 
     async def events(self) -> AsyncGenerator[Event, None]:
         translator = self._translator
@@ -165,6 +218,8 @@ class Job:
                         if type(item) is list:
                             if not parts:
                                 record.first_token_ms = _ms_since(started)
+                                metrics.first_token(time.perf_counter() - started)
+                            metrics.pieces_sent(len(item))
                             parts += item
                             yield item
                             self._create()
@@ -196,8 +251,11 @@ class Job:
             # Closing the provider's stream is what closes the upstream connection, stops the
             # local generation, or takes the request out of the local queue.
             closer = getattr(self._pieces, "aclose", None)
-            if closer is not None:
-                await closer()
+            try:
+                if closer is not None:
+                    await closer()
+            finally:
+                self.release()
 
         self._fill(parts, started, error)
         if self._detect_after:

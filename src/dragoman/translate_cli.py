@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, aclosing
@@ -57,7 +58,10 @@ class _Remote:
     def __init__(self, server: str) -> None:
         from dragoman.client import AsyncClient
 
-        self.client = AsyncClient(server, timeout=300)
+        # A server with keys on needs one: the same variable for every command.
+        self.client = AsyncClient(
+            server, timeout=300, api_key=os.environ.get("DRAGOMAN_API_KEY") or None
+        )
 
     async def __aenter__(self) -> _Remote:
         return self
@@ -98,9 +102,7 @@ class _InProcess:
         self.translator: Any = None
 
     async def __aenter__(self) -> _InProcess:
-        from dragoman.languages import LanguageDetector
-        from dragoman.providers.factory import make_provider
-        from dragoman.service import Translator
+        from dragoman.service import build_translator
 
         settings = self.settings
         if (
@@ -120,16 +122,16 @@ class _InProcess:
             raise TranslationFailed("database_unavailable", f"database: {exc}") from exc
         if self._with_provider:
             self.store.start()
-            provider = make_provider(settings)
+            translator = build_translator(settings, self.store)
             try:
-                await provider.start()
+                await translator.provider.start()
             except Exception as exc:
-                await provider.aclose()
+                await translator.aclose()
                 await self.store.aclose()
                 raise TranslationFailed(
                     "invalid_request", f"the {settings.provider} provider cannot start: {exc}"
                 ) from exc
-            self.translator = Translator(settings, provider, self.store, LanguageDetector())
+            self.translator = translator
         return self
 
     async def __aexit__(
@@ -139,21 +141,20 @@ class _InProcess:
         tb: TracebackType | None,
     ) -> None:
         if self.translator is not None:
-            await self.translator.provider.aclose()
+            await self.translator.aclose()
         await self.store.aclose()
 
     async def pieces(
         self, text: str, to: str, source: str | None, script_id: str | None
     ) -> AsyncIterator[str]:
         from dragoman.errors import DragomanError
-        from dragoman.service import Failed
+        from dragoman.service import Failed, TranslationRequest
 
-        translator = self.translator
         try:
-            translator.check_text(text)
-            target, source_tag = translator.resolve_languages(to, source)
-            job = translator.start(
-                text=text, target_lang=target, source_lang=source_tag, script_id=script_id
+            job = await self.translator.submit(
+                TranslationRequest(
+                    text=text, target_lang=to, source_lang=source, script_id=script_id
+                )
             )
         except DragomanError as exc:
             raise TranslationFailed(exc.code, exc.message) from exc

@@ -14,7 +14,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dragoman.api.schemas import ScriptId
 from dragoman.errors import InvalidRequest
-from dragoman.records.store import RecordStore
+from dragoman.keys import ApiKey
+from dragoman.records.store import ANYONE, Owner, RecordStore
 from dragoman.service import Translator
 
 
@@ -28,8 +29,15 @@ async def _store(request: Request) -> RecordStore:
     return store
 
 
+async def _owner(request: Request) -> Owner:
+    key: ApiKey | None = request.state.api_key
+    return ANYONE if key is None else key.id
+
+
 TranslatorDep = Annotated[Translator, Depends(_translator)]
 StoreDep = Annotated[RecordStore, Depends(_store)]
+# Whose records a request may see: its key's only, or all of them when keys are off.
+OwnerDep = Annotated[Owner, Depends(_owner)]
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,8 +10,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
-from dragoman.api.deps import StoreDep, TranslatorDep, read_body, validate_script_id_header
+from dragoman import metrics
+from dragoman.api.deps import (
+    OwnerDep,
+    StoreDep,
+    TranslatorDep,
+    read_body,
+    validate_script_id_header,
+)
 from dragoman.api.errors import error_response
+from dragoman.api.require_key import bearer_token
 from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
     ErrorOut,
@@ -21,8 +30,8 @@ from dragoman.api.schemas import (
     TranslationPublic,
 )
 from dragoman.api.streaming import JobResponse, StreamRegistry
-from dragoman.errors import NotFound, NotReady, ShuttingDown
-from dragoman.service import Translator
+from dragoman.errors import NotFound, NotReady, ShuttingDown, Unauthorized
+from dragoman.service import TranslationRequest, Translator
 
 router = APIRouter()
 
@@ -45,24 +54,15 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _job_response(
-    translator: Translator,
-    registry: StreamRegistry,
-    encoding: Any,
-    *,
-    text: str,
-    target: str,
-    source: str | None,
-    script_id: str | None,
-    allow_names: bool = False,
+async def _job_response(
+    request: Request, encoding: Any, translation: TranslationRequest
 ) -> JobResponse:
+    state = request.app.state
+    registry: StreamRegistry = state.registry
     if registry.stopping:
         raise ShuttingDown()
-    translator.check_text(text)
-    target_tag, source_tag = translator.resolve_languages(target, source, allow_names=allow_names)
-    job = translator.start(
-        text=text, target_lang=target_tag, source_lang=source_tag, script_id=script_id
-    )
+    translator: Translator = state.translator
+    job = await translator.submit(translation)
     return JobResponse(job, encoding, registry, keepalive_s=translator.settings.keepalive_s)
 
 
@@ -87,16 +87,17 @@ async def translate_compat(request: Request) -> Any:
     script_id = request.headers.get("x-script-id")
     if script_id is not None:
         script_id = validate_script_id_header(script_id)
-    state = request.app.state
-    return _job_response(
-        state.translator,
-        state.registry,
+    return await _job_response(
+        request,
         "raw",
-        text=body.message,
-        target=body.lang,
-        source=body.source_lang,
-        script_id=script_id,
-        allow_names=True,
+        TranslationRequest(
+            text=body.message,
+            target_lang=body.lang,
+            source_lang=body.source_lang,
+            script_id=script_id,
+            allow_names=True,
+            key=request.state.api_key,
+        ),
     )
 
 
@@ -109,15 +110,16 @@ async def translate_compat(request: Request) -> Any:
 )
 async def create_translation(request: Request) -> Any:
     body = await read_body(request, TranslationCreate)
-    state = request.app.state
-    return _job_response(
-        state.translator,
-        state.registry,
+    return await _job_response(
+        request,
         "events" if body.stream else "json",
-        text=body.text,
-        target=body.target_lang,
-        source=body.source_lang,
-        script_id=body.script_id,
+        TranslationRequest(
+            text=body.text,
+            target_lang=body.target_lang,
+            source_lang=body.source_lang,
+            script_id=body.script_id,
+            key=request.state.api_key,
+        ),
     )
 
 
@@ -126,8 +128,8 @@ async def create_translation(request: Request) -> Any:
     response_model=TranslationPublic,
     responses={404: {"model": ErrorOut}},
 )
-async def get_translation(translation_id: str, store: StoreDep) -> Any:
-    record = await store.get(translation_id) if len(translation_id) <= 64 else None
+async def get_translation(translation_id: str, store: StoreDep, owner: OwnerDep) -> Any:
+    record = await store.get(translation_id, owner=owner) if len(translation_id) <= 64 else None
     if record is None:
         raise NotFound()
     return JSONResponse(record)
@@ -140,11 +142,14 @@ async def get_translation(translation_id: str, store: StoreDep) -> Any:
 )
 async def list_translations(
     store: StoreDep,
+    owner: OwnerDep,
     script_id: Annotated[str | None, Query(pattern=SCRIPT_ID_PATTERN, max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Any:
-    items, next_cursor = await store.list(script_id=script_id, limit=limit, cursor=cursor)
+    items, next_cursor = await store.list(
+        script_id=script_id, limit=limit, cursor=cursor, owner=owner
+    )
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 
@@ -159,6 +164,18 @@ _PLAYGROUND = Path(__file__).resolve().parent.parent / "web" / "index.html"
 @router.get("/", include_in_schema=False)
 async def playground() -> Response:
     return FileResponse(_PLAYGROUND, media_type="text/html; charset=utf-8")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    settings = request.app.state.translator.settings
+    if settings.metrics_token is not None:
+        expected = settings.metrics_token.get_secret_value().encode()
+        given = (bearer_token(request.scope) or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise Unauthorized("/metrics needs Authorization: Bearer <DRAGOMAN_METRICS_TOKEN>.")
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/healthz")

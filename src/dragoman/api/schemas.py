@@ -61,6 +61,9 @@ class TranslationPublic(BaseModel):
     created_at: str
     first_token_ms: int | None
     total_ms: int | None
+    key_id: str | None = Field(
+        description="The API key that asked for it (`null` when keys are off)."
+    )
 
 
 class TranslationPage(BaseModel):

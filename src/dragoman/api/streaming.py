@@ -20,6 +20,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from dragoman import metrics
 from dragoman.errors import DatabaseUnavailable, DragomanError, QueueFull
 from dragoman.providers.base import Queued
 from dragoman.service import Event, Failed, Finished, Job
@@ -81,6 +82,7 @@ class JobResponse(Response):
         watcher = asyncio.create_task(self._watch(receive, send))
         self._producer = producer
         self.registry.active.add(self)
+        metrics.stream_opened()
         try:
             done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if producer in done:
@@ -96,6 +98,8 @@ class JobResponse(Response):
             raise
         finally:
             self.registry.active.discard(self)
+            metrics.stream_closed()
+            self.job.release()
 
     async def _watch(self, receive: Receive, send: Send) -> None:
         seen = -1

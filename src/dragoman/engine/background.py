@@ -20,7 +20,11 @@ class BackgroundEngine:
     def __init__(self, settings: Settings) -> None:
         self._dir = tempfile.mkdtemp(prefix="dragoman-engine-")
         self.socket_path = str(Path(self._dir) / "engine.sock")
-        self.supervisor = EngineSupervisor(settings, self.socket_path, write_status=True)
+        from dragoman import metrics
+
+        self.supervisor = EngineSupervisor(
+            settings, self.socket_path, write_status=True, on_restart=metrics.engine_restarted
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="dragoman-engine", daemon=True)
 

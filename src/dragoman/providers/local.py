@@ -23,6 +23,7 @@ from pathlib import Path
 
 import structlog
 
+from dragoman import metrics
 from dragoman.config import Settings
 from dragoman.engine.client import (
     EngineClient,
@@ -73,9 +74,12 @@ class LocalProvider:
         else:
             self._own_dir = tempfile.mkdtemp(prefix="dragoman-engine-")
             socket_path = str(Path(self._own_dir) / "engine.sock")
-            self.supervisor = EngineSupervisor(settings, socket_path)
+            self.supervisor = EngineSupervisor(
+                settings, socket_path, on_restart=metrics.engine_restarted
+            )
         self._client = EngineClient(socket_path)
         self._supervising: asyncio.Task[None] | None = None
+        self._waiting = 0  # this process's requests in the engine's queue
 
     @property
     def model(self) -> str:
@@ -126,6 +130,7 @@ class LocalProvider:
         )
         usage = state.usage = Usage(0, 0)
         shown = -1
+        waiting = False
         # Sent while the engine starts or restarts: it waits (the first-token timeout bounds it).
         await self._engine_settled()
         try:
@@ -135,6 +140,10 @@ class LocalProvider:
                 if kind == "piece":
                     yield [value]
                 elif kind == "queued":
+                    if (value > 0) != waiting:
+                        waiting = value > 0
+                        self._waiting += 1 if waiting else -1
+                        metrics.set_queue_depth(self._waiting)
                     if value != shown:
                         shown = value
                         yield Queued(value)
@@ -149,6 +158,10 @@ class LocalProvider:
             raise UpstreamError(RESTARTING) from None
         except EngineUnavailable:
             raise UpstreamError(self.not_ready_reason() or RESTARTING) from None
+        finally:
+            if waiting:
+                self._waiting -= 1
+                metrics.set_queue_depth(self._waiting)
 
     async def _engine_settled(self) -> None:
         while self.engine_status()["state"] in ("starting", "restarting"):

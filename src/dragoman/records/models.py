@@ -1,4 +1,4 @@
-"""The `translations` table."""
+"""The tables: `translations` (one row per accepted request) and `api_keys`."""
 
 from __future__ import annotations
 
@@ -31,9 +31,28 @@ class TranslationRow(Base):
     created_at: Mapped[str] = mapped_column(String(32))
     first_token_ms: Mapped[int | None] = mapped_column(Integer)
     total_ms: Mapped[int | None] = mapped_column(Integer)
+    key_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_translations_created", "created_at", "id"),
+        Index("ix_translations_key_created", "key_id", "created_at", "id"),
         Index("ix_translations_script_created", "script_id", "created_at", "id"),
         Index("ix_translations_status", "status"),
     )
+
+
+class ApiKeyRow(Base):
+    """An API key. Only a hash of its secret is kept: the secret is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    # SHA-256 of the secret, hex: the secrets are 256 random bits, so a fast hash is enough and
+    # lets a request's key be found by an index lookup.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    cpm: Mapped[int | None] = mapped_column(Integer)
+    concurrency: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[str] = mapped_column(String(32))
+    revoked_at: Mapped[str | None] = mapped_column(String(32))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dragoman.providers.base import Usage
+from dragoman.records.models import TranslationRow
 
 
 def now_rfc3339() -> str:
@@ -35,55 +36,46 @@ class Record:
     usage: Usage | None = None
     first_token_ms: int | None = None
     total_ms: int | None = None
+    key_id: str | None = None
 
     def row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "script_id": self.script_id,
-            "source_lang": self.source_lang,
-            "target_lang": self.target_lang,
-            "text": self.text,
-            "translation": self.translation,
-            "status": self.status,
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-            "provider": self.provider,
-            "model": self.model,
-            "prompt_tokens": self.usage.prompt_tokens if self.usage else None,
-            "completion_tokens": self.usage.completion_tokens if self.usage else None,
-            "created_at": self.created_at,
-            "first_token_ms": self.first_token_ms,
-            "total_ms": self.total_ms,
-        }
+        """The table row: every column of `TranslationRow`, by the attribute of the same name
+        (usage is split into its two token columns)."""
+        row = {name: getattr(self, name) for name in _ATTRIBUTE_COLUMNS}
+        usage = self.usage
+        row["prompt_tokens"] = usage.prompt_tokens if usage else None
+        row["completion_tokens"] = usage.completion_tokens if usage else None
+        return row
 
     def public(self) -> dict[str, Any]:
         return public_from_row(self.row())
 
 
+# The record's shape is the table's: a new column is a column in `models.py`, a field above
+# (same name), a field in the public schema (`api/schemas.py`) and a migration.
+_COLUMNS = tuple(column.name for column in TranslationRow.__table__.columns)
+_USAGE_COLUMNS = ("prompt_tokens", "completion_tokens")
+_ERROR_COLUMNS = ("error_code", "error_message")
+_ATTRIBUTE_COLUMNS = tuple(name for name in _COLUMNS if name not in _USAGE_COLUMNS)
+
+
 def public_from_row(row: Any) -> dict[str, Any]:
-    """The contract's record shape from a row mapping."""
-    error = None
-    if row["error_code"] is not None:
-        error = {"code": row["error_code"], "message": row["error_message"] or ""}
-    usage = None
-    if row["prompt_tokens"] is not None or row["completion_tokens"] is not None:
-        usage = {
-            "prompt_tokens": row["prompt_tokens"] or 0,
-            "completion_tokens": row["completion_tokens"] or 0,
-        }
-    return {
-        "id": row["id"],
-        "script_id": row["script_id"],
-        "source_lang": row["source_lang"],
-        "target_lang": row["target_lang"],
-        "text": row["text"],
-        "translation": row["translation"],
-        "status": row["status"],
-        "error": error,
-        "provider": row["provider"],
-        "model": row["model"],
-        "usage": usage,
-        "created_at": row["created_at"],
-        "first_token_ms": row["first_token_ms"],
-        "total_ms": row["total_ms"],
-    }
+    """The contract's record shape from a row mapping: the columns as they are, except the
+    error and usage columns, which become the `error` and `usage` objects."""
+    public: dict[str, Any] = {}
+    for name in _COLUMNS:
+        if name == "error_code":
+            code = row["error_code"]
+            public["error"] = (
+                None if code is None else {"code": code, "message": row["error_message"] or ""}
+            )
+        elif name == "prompt_tokens":
+            prompt, completion = row["prompt_tokens"], row["completion_tokens"]
+            public["usage"] = (
+                None
+                if prompt is None and completion is None
+                else {"prompt_tokens": prompt or 0, "completion_tokens": completion or 0}
+            )
+        elif name not in _ERROR_COLUMNS and name not in _USAGE_COLUMNS:
+            public[name] = row[name]
+    return public

@@ -29,6 +29,9 @@ from dragoman.records.record import Record, public_from_row
 log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A read's owner: a key id (that key's records only) or ANYONE (keys off: every record).
+Owner = str | None
+ANYONE: Owner = None
 _BATCH_MAX = 512
 _table: Table = TranslationRow.__table__  # type: ignore[assignment]
 # Built once: SQLAlchemy then finds their compiled form in its cache without re-deriving a
@@ -227,19 +230,27 @@ class RecordStore:
 
     # Reads: one short connection each.
 
-    async def get(self, record_id: str) -> dict[str, Any] | None:
+    async def get(self, record_id: str, *, owner: Owner = ANYONE) -> dict[str, Any] | None:
+        if "\x00" in record_id:  # no stored id has one, and PostgreSQL refuses it in a query
+            return None
+        query = select(_table).where(_table.c.id == record_id)
+        if owner is not ANYONE:
+            query = query.where(_table.c.key_id == owner)
         async with self.engine.connect() as conn:
-            row = (
-                (await conn.execute(select(_table).where(_table.c.id == record_id)))
-                .mappings()
-                .first()
-            )
+            row = (await conn.execute(query)).mappings().first()
         return public_from_row(row) if row is not None else None
 
     async def list(
-        self, *, script_id: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        script_id: str | None,
+        limit: int,
+        cursor: str | None,
+        owner: Owner = ANYONE,
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = select(_table)
+        if owner is not ANYONE:
+            query = query.where(_table.c.key_id == owner)
         if script_id is not None:
             query = query.where(_table.c.script_id == script_id)
         if cursor is not None:

@@ -1,0 +1,90 @@
+"""Prometheus metrics: the series, the small functions that feed them, and the exposition.
+
+Labels stay few and bounded: `endpoint` is a route's path template (never a raw path with an
+id in it), `code` an HTTP status. With several workers `dragoman serve` points
+`PROMETHEUS_MULTIPROC_DIR` at a fresh directory before any worker starts, each worker writes its
+values there, and `/metrics` in any of them adds up all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "dragoman_requests_total", "HTTP requests answered, by route and status.", ["endpoint", "code"]
+)
+FIRST_TOKEN = Histogram(
+    "dragoman_first_token_seconds",
+    "Time from a translation's start to its first piece of text.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ACTIVE_STREAMS = Gauge(
+    "dragoman_active_streams", "Translations being answered now.", multiprocess_mode="livesum"
+)
+PIECES = Counter("dragoman_pieces_total", "Pieces of translated text sent.")
+QUEUE_DEPTH = Gauge(
+    "dragoman_queue_depth",
+    "Requests waiting for the embedded engine.",
+    multiprocess_mode="livesum",
+)
+ENGINE_RESTARTS = Counter(
+    "dragoman_engine_restarts_total", "Times the embedded engine's process was restarted."
+)
+
+
+def request_answered(endpoint: str, status: int) -> None:
+    REQUESTS.labels(endpoint, str(status)).inc()
+
+
+def first_token(seconds: float) -> None:
+    FIRST_TOKEN.observe(seconds)
+
+
+def pieces_sent(count: int) -> None:
+    PIECES.inc(count)
+
+
+def stream_opened() -> None:
+    ACTIVE_STREAMS.inc()
+
+
+def stream_closed() -> None:
+    ACTIVE_STREAMS.dec()
+
+
+def set_queue_depth(depth: int) -> None:
+    """For the embedded engine: how many requests wait for it now."""
+    QUEUE_DEPTH.set(depth)
+
+
+def engine_restarted() -> None:
+    """For the embedded engine: its process was started again."""
+    ENGINE_RESTARTS.inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text format of every series, of all workers when there are several."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def process_exiting() -> None:
+    """A worker going away: its live gauges stop counting in the sum."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,0 +1,180 @@
+"""Per-key limits: requests and characters per minute, concurrent translations; in memory and
+in Redis; and what happens while Redis is down (fail open)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from dragoman.config import Settings
+from dragoman.errors import RateLimited
+from dragoman.keys import ApiKey
+from dragoman.quotas import Quotas
+from tests.conftest import RedisProcess, ServerThread
+from tests.test_keys import bearer, create_key
+
+BODY = {"text": "Hello", "target_lang": "ko", "stream": False}
+
+
+def _post(client: httpx.Client, secret: str, text: str = "Hello") -> httpx.Response:
+    return client.post("/v1/translations", json={**BODY, "text": text}, headers=bearer(secret))
+
+
+def _assert_rate_limited(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert int(response.headers["retry-after"]) >= 1
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limited(
+    request: pytest.FixtureRequest, make_server: Callable[..., ServerThread]
+) -> Callable[..., ServerThread]:
+    """A server with keys on, its counters in memory or in Redis."""
+    redis = request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+    def make(**overrides: object) -> ServerThread:
+        return make_server(auth="keys", redis_url=redis, **overrides)
+
+    return make
+
+
+def test_requests_per_minute(limited: Callable[..., ServerThread], db_url: str) -> None:
+    server = limited()
+    _, secret = create_key(db_url, rpm=2)
+    _, other = create_key(db_url, rpm=2)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert _post(client, secret).status_code == 200
+        assert _post(client, secret).status_code == 200
+        _assert_rate_limited(_post(client, secret))
+        compat = client.post(
+            "/translate", json={"lang": "ko", "message": "Hi"}, headers=bearer(secret)
+        )
+        _assert_rate_limited(compat)
+        assert _post(client, other).status_code == 200  # each key has its own
+        # A refused request is not stored.
+        page = client.get("/v1/translations", headers=bearer(secret)).json()
+        assert len(page["items"]) == 2
+
+
+def test_characters_per_minute(limited: Callable[..., ServerThread], db_url: str) -> None:
+    server = limited()
+    _, secret = create_key(db_url, cpm=12)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert _post(client, secret, "12345678").status_code == 200
+        _assert_rate_limited(_post(client, secret, "12345678"))
+        assert _post(client, secret, "1234").status_code == 200  # 12 in all
+
+
+def test_server_defaults_apply_to_keys_without_their_own(
+    limited: Callable[..., ServerThread], db_url: str
+) -> None:
+    server = limited(default_rpm=1)
+    _, secret = create_key(db_url)
+    _, generous = create_key(db_url, rpm=5)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert _post(client, secret).status_code == 200
+        _assert_rate_limited(_post(client, secret))
+        assert _post(client, generous).status_code == 200
+        assert _post(client, generous).status_code == 200
+
+
+def _stalled_stream(client: httpx.Client, secret: str, tag: str) -> Iterator[str]:
+    body = {"text": f"x [[stall:1]] {tag}", "target_lang": "ko"}
+    with connect_sse(
+        client, "POST", "/v1/translations", json=body, headers=bearer(secret)
+    ) as source:
+        assert source.response.status_code == 200
+        for event in source.iter_sse():
+            yield event.event
+
+
+def test_concurrent_translations(limited: Callable[..., ServerThread], db_url: str) -> None:
+    server = limited()
+    _, secret = create_key(db_url, concurrency=1, rpm=100)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        first = _stalled_stream(client, secret, "a")
+        assert next(first) == "start"  # running, holding the key's one slot
+        _assert_rate_limited(_post(client, secret))
+        first.close()  # the client leaves: the slot comes back
+        deadline = time.monotonic() + 30
+        status = 429
+        while status == 429 and time.monotonic() < deadline:
+            status = _post(client, secret).status_code
+            time.sleep(0.05)
+        assert status == 200
+
+
+def test_limits_are_off_with_keys_off(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(default_rpm=1)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(3):
+            assert client.post("/v1/translations", json=BODY).status_code == 200
+
+
+def test_unreachable_redis_fails_open_then_limits_come_back(
+    make_server: Callable[..., ServerThread], db_url: str
+) -> None:
+    redis = RedisProcess()
+    try:
+        server = make_server(auth="keys", redis_url=redis.url)
+        _, secret = create_key(db_url, rpm=1)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert _post(client, secret).status_code == 200
+            _assert_rate_limited(_post(client, secret))  # counted in Redis
+
+            redis.stop()
+            # Redis is down: keys are still checked, limits are not enforced.
+            for _ in range(3):
+                assert _post(client, secret).status_code == 200
+            assert client.get("/v1/translations").status_code == 401
+
+            redis = RedisProcess(redis.port)  # back (empty): the limits apply again
+            deadline = time.monotonic() + 30
+            statuses: list[int] = []
+            while statuses[-2:] != [200, 429] and time.monotonic() < deadline:
+                statuses.append(_post(client, secret).status_code)
+            assert statuses[-2:] == [200, 429], statuses
+    finally:
+        redis.stop()
+
+
+async def test_a_dead_process_gives_its_slots_back(redis_url: str) -> None:
+    """A process that dies holding a lease stops renewing it: the slot comes back by itself."""
+    settings = Settings(_env_file=None, redis_url=redis_url)  # type: ignore[call-arg]
+    key = ApiKey(
+        id=f"key_{uuid.uuid4().hex[:12]}",
+        name="t",
+        rpm=None,
+        cpm=None,
+        concurrency=1,
+        created_at="2026-01-01T00:00:00.000Z",
+        revoked_at=None,
+    )
+    dying = Quotas(settings, lease_ttl_s=1.0)
+    dying.start()
+    await dying.admit(key, 5)  # its slot, never released
+    await dying.aclose()  # as if the process died: no release, no more renewals
+
+    survivor = Quotas(settings, lease_ttl_s=1.0)
+    survivor.start()
+    try:
+        with pytest.raises(RateLimited):
+            await survivor.admit(key, 5)
+        lease = None
+        deadline = time.monotonic() + 30
+        while lease is None and time.monotonic() < deadline:
+            try:
+                lease = await survivor.admit(key, 5)
+            except RateLimited:
+                await asyncio.sleep(0.1)
+        assert lease is not None
+        lease.release()
+    finally:
+        await survivor.aclose()
