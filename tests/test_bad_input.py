@@ -152,3 +152,21 @@ def test_docs_work_without_internet(client: httpx.Client) -> None:
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
         answer = client.get(f"/docs-assets/{asset}")
         assert answer.status_code == 200 and len(answer.content) > 10_000
+
+
+def test_original_endpoint_errors_name_its_own_fields(client: httpx.Client) -> None:
+    empty = client.post("/translate", json={"lang": "ko", "message": "   "})
+    assert empty.status_code == 422 and empty.json()["error"]["message"].startswith("message:")
+    unknown = client.post("/translate", json={"lang": "xx", "message": "Hello."})
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["message"].startswith("lang:")
+
+
+def test_language_errors_say_what_is_wrong_and_what_is_offered(client: httpx.Client) -> None:
+    unknown = client.post("/v1/translations", json={"text": "Hi.", "target_lang": "xx"})
+    error = unknown.json()["error"]
+    assert error["code"] == "unsupported_language"
+    assert "not offered" in error["message"] and "GET /v1/languages" in error["message"]
+    assert "well-formed" not in error["message"]
+    broken = client.post("/v1/translations", json={"text": "Hi.", "target_lang": "k!"})
+    assert "not a well-formed language tag" in broken.json()["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
@@ -19,6 +20,14 @@ GENERAL_LANGUAGES: tuple[str, ...] = (
     "mr", "ms", "my", "nb", "ne", "nl", "pa", "pl", "ps", "pt", "ro", "ru", "si", "sk", "sl",
     "sq", "sr", "sv", "sw", "ta", "te", "th", "tr", "uk", "ur", "uz", "vi", "zh", "zu",
 )  # fmt: skip
+
+
+# BCP 47's shape (RFC 5646, section 2.1), without checking any subtag against the registry.
+_WELL_FORMED = re.compile(
+    r"[A-Za-z]{2,8}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
+    r"(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*(?:-[0-9A-WY-Za-wy-z](?:-[A-Za-z0-9]{2,8})+)*"
+    r"(?:-[xX](?:-[A-Za-z0-9]{1,8})+)?"
+)
 
 
 @lru_cache(maxsize=4096)
@@ -60,12 +69,18 @@ class LanguageCatalog:
         if tag is None and allow_names:
             tag = _find_by_name(value.strip())
         if tag is None:
+            if _WELL_FORMED.fullmatch(value.strip()):  # a tag, of a language nobody registered
+                raise UnsupportedLanguage(f"{field}: {_quote(value)} is not {self._offer()}.")
             raise UnsupportedLanguage(
                 f"{field}: {_quote(value)} is not a well-formed language tag."
             )
         if base_language(tag) not in self._offered:
-            raise UnsupportedLanguage(f"{field}: {_quote(value)} is not offered by this server.")
+            raise UnsupportedLanguage(f"{field}: {_quote(value)} is not {self._offer()}.")
         return tag
+
+    def _offer(self) -> str:
+        listed = ", ".join(self.bases[:20]) + (", ..." if len(self.bases) > 20 else "")
+        return f"offered by this server (offered: {listed}; see GET /v1/languages)"
 
 
 @lru_cache(maxsize=1024)

@@ -93,10 +93,22 @@ class Translator:
     async def submit(self, request: TranslationRequest) -> Job:
         """Validate and admit a request. Raises before anything is stored (422, 413,
         `RateLimited`, `QueueFull`)."""
-        self._check_text(request.text)
-        target_lang, source_lang = self._resolve_languages(
-            request.target_lang, request.source_lang, allow_names=request.allow_names
+        text_field, target_field, source_field = (
+            ("message", "lang", "source_lang")  # `POST /translate` names its fields so
+            if request.allow_names
+            else ("text", "target_lang", "source_lang")
         )
+        self._check_text(request.text, text_field)
+        catalog = self.provider.languages
+        target_lang = catalog.resolve(
+            request.target_lang, field=target_field, allow_names=request.allow_names
+        )
+        source_lang = None
+        source = request.source_lang
+        if source is not None and source.strip().lower() not in ("", "auto"):
+            source_lang = catalog.resolve(
+                source, field=source_field, allow_names=request.allow_names
+            )
         lease = None
         if self.quotas is not None and request.key is not None:
             lease = await self.quotas.admit(request.key, len(request.text))
@@ -119,24 +131,14 @@ class Translator:
         )
         return Job(self, record, task, pieces, state, lease)
 
-    def _resolve_languages(
-        self, target: str, source: str | None, *, allow_names: bool
-    ) -> tuple[str, str | None]:
-        catalog = self.provider.languages
-        target_tag = catalog.resolve(target, field="target_lang", allow_names=allow_names)
-        source_tag = None
-        if source is not None and source.strip().lower() not in ("", "auto"):
-            source_tag = catalog.resolve(source, field="source_lang", allow_names=allow_names)
-        return target_tag, source_tag
-
-    def _check_text(self, text: str) -> None:
+    def _check_text(self, text: str, field: str) -> None:
         if not text.strip():
-            raise InvalidRequestError("text: must not be empty or only whitespace.")
+            raise InvalidRequestError(f"{field}: must not be empty or only whitespace.")
         if "\x00" in text:  # no database stores it in text (PostgreSQL refuses it)
-            raise InvalidRequestError("text: must not contain NUL (U+0000) characters.")
+            raise InvalidRequestError(f"{field}: must not contain NUL (U+0000) characters.")
         if len(text) > self.settings.max_text_chars:
             raise TextTooLong(
-                f"text: {len(text)} characters; this server accepts at most "
+                f"{field}: {len(text)} characters; this server accepts at most "
                 f"{self.settings.max_text_chars}."
             )
 
