@@ -42,6 +42,8 @@ class FakeOpenAI:
     def __init__(self, *, pieces_per_request: int | None = None, piece: str = "tok ") -> None:
         self.port = 0
         self.requests: list[dict[str, Any]] = []
+        # What addressed each chat request: {"path", "query", "headers"} (lower-case names).
+        self.request_heads: list[dict[str, Any]] = []
         self.closed: dict[str, threading.Event] = {}
         self.models = ["fake-model"]
         # Benchmark mode: every request streams `pieces_per_request` copies of `piece`.
@@ -120,7 +122,9 @@ class FakeOpenAI:
                         headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
-                keep = await self._respond(method, path, body, reader, writer)
+                path, _, query = path.partition("?")
+                head_info = {"path": path, "query": query, "headers": headers}
+                keep = await self._respond(method, path, body, reader, writer, head_info)
                 if not keep:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -135,6 +139,7 @@ class FakeOpenAI:
         body: bytes,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        head_info: dict[str, Any],
     ) -> bool:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
@@ -155,6 +160,7 @@ class FakeOpenAI:
             return True
         request = json.loads(body)
         self.requests.append(request)
+        self.request_heads.append(head_info)
         user = next(
             (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
         )
