@@ -70,11 +70,13 @@ class LanguageCatalog:
 
 @lru_cache(maxsize=1024)
 def _find_by_name(name: str) -> str | None:
-    if not name or len(name) > 64:
+    # language_data's name index breaks (SystemError, UnicodeDecodeError) on a NUL in the
+    # name; no language name holds a control character.
+    if not name or len(name) > 64 or not name.isprintable():
         return None
     try:
         return standardize(langcodes.find(name).to_tag())
-    except LookupError:
+    except (LookupError, ValueError):
         return None
 
 
