@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from httpx_sse import connect_sse
 
 from tests.conftest import free_port
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import wait_until_answers
+from tests.helpers import record_status, wait_until, wait_until_answers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,9 +92,8 @@ def test_restart_finishes_orphaned_records(
     client, response, _lines, record_id = _first_line_of_stream(
         first.url, "x [[slow:orphan:400:0.05]]"
     )
-    time.sleep(0.3)  # the record is in the database, still streaming
-    with httpx.Client(base_url=first.url) as reader:
-        assert reader.get(f"/v1/translations/{record_id}").json()["status"] == "streaming"
+    # The record is in the database, still streaming.
+    assert wait_until(lambda: record_status(first.url, record_id) == "streaming")
     first.proc.kill()  # a crash: no chance to finish anything
     first.proc.wait(10)
     response.close()
@@ -128,11 +126,10 @@ def test_sigterm_ends_open_streams_in_band(
                 events.append(event)
                 if len(events) == 3:
                     server.proc.send_signal(signal.SIGTERM)
-                    sent = time.monotonic()
-            ended = time.monotonic() - sent
+    # Ended by the grace period (1 s), not by the upstream's 400 pieces 0.05 s apart.
     assert events[-1].event == "error"
     assert json.loads(events[-1].data)["error"]["code"] == "shutting_down"
-    assert ended < 5
+    assert len(events) < 200
     server.proc.wait(15)
     # The record was finished before the process left.
     restarted = ServeProcess(serve_env, tmp_path)
