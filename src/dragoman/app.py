@@ -26,6 +26,7 @@ from dragoman.languages import LanguageDetector
 from dragoman.logging import configure_logging
 from dragoman.providers.factory import make_provider
 from dragoman.records.store import RecordStore
+from dragoman.resumable.service import Resumption
 from dragoman.service import Translator
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         app.state.registry = registry
         app.state.translator = Translator(settings, provider, store, detector)
+        resumption = app.state.resumption = Resumption(settings, registry)
+        await resumption.start()
         background = [
             asyncio.create_task(_start_provider(provider)),
             asyncio.create_task(asyncio.to_thread(detector.warm_up)),
@@ -64,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             registry.abort_all(ShuttingDown())
+            await asyncio.gather(*[run.ended() for run in list(resumption.runs.values())])
+            await resumption.aclose()
             await provider.aclose()
             await store.aclose()
 

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     keepalive_s: float = Field(default=15.0, gt=0)
+    # Shared by all workers and replicas: resumable events and cancel requests. Empty: unset.
+    redis_url: str | None = None
+    resume_grace_s: float = Field(default=30.0, ge=0)
+    resume_window_s: float = Field(default=600.0, ge=0)
     log_level: str = "info"
 
     @field_validator("cors_origins", mode="before")

@@ -111,3 +111,24 @@ class Cancelled(DragomanError):
     code = "cancelled"
     status = 499
     default_message = "The client disconnected."
+
+
+class Stopped(DragomanError):
+    """Ended by `POST /v1/translations/{id}/cancel` (or a resumable run nobody listened to):
+    in-band on a stream, 409 where no byte of the answer was sent yet."""
+
+    code = "cancelled"
+    status = 409
+    default_message = "The translation was stopped by a cancel request."
+
+
+class NotResumable(DragomanError):
+    code = "not_resumable"
+    status = 409
+    default_message = "This translation was not started as resumable."
+
+
+class ResumeExpired(DragomanError):
+    code = "resume_expired"
+    status = 410
+    default_message = "This translation's events are no longer kept; its record still is."

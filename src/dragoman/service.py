@@ -25,6 +25,7 @@ from dragoman.config import Settings
 from dragoman.errors import (
     DatabaseUnavailable,
     DragomanError,
+    Stopped,
     TextTooLong,
     UpstreamTimeout,
 )
@@ -89,7 +90,13 @@ class Translator:
             )
 
     def start(
-        self, *, text: str, target_lang: str, source_lang: str | None, script_id: str | None
+        self,
+        *,
+        text: str,
+        target_lang: str,
+        source_lang: str | None,
+        script_id: str | None,
+        record_id: str | None = None,
     ) -> Job:
         """Admit a validated request. Raises `QueueFull` before anything is stored."""
         task = TranslationTask(text=text, target_lang=target_lang, source_lang=source_lang)
@@ -103,6 +110,8 @@ class Translator:
             provider=self.provider.name,
             model=self.provider.model,
         )
+        if record_id is not None:
+            record.id = record_id
         return Job(self, record, task, pieces, state)
 
 
@@ -128,7 +137,8 @@ class Job:
         self.final: asyncio.Future[None] | None = None
 
     def abort(self, error: DragomanError) -> None:
-        """Mark the job as ended by the server (shutdown); the caller then cancels its task."""
+        """Mark the job as ended by the server (shutdown, cancel request); the caller then
+        cancels its task. A `Stopped` job's record ends `cancelled` with that error."""
         self.abort_error = error
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -236,6 +246,8 @@ class Job:
             return
         if self.abort_error is not None:
             self._fill(parts, started, self.abort_error)
+            if isinstance(self.abort_error, Stopped):  # a stop asked for, not a failure
+                self.record.status = "cancelled"
         else:
             self._fill(parts, started, None)
             self.record.status = "cancelled"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 import structlog
@@ -29,17 +29,30 @@ log = structlog.get_logger(__name__)
 
 Encoding = Literal["raw", "events", "json"]
 
-_SSE_HEADERS = [
+SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
 ]
 
 
+class Stoppable(Protocol):
+    """A running translation that the server can end: a job response or a resumable run."""
+
+    job: Job
+
+    def abort(self, error: DragomanError) -> None: ...
+
+    async def ended(self) -> None:
+        """Return once it has stopped and queued its record's final state."""
+
+
 class StreamRegistry:
-    """The open job responses, so that a shutdown can end them in-band."""
+    """The running translations, so that a shutdown can end them in-band and a cancel request
+    can find them by id."""
 
     def __init__(self) -> None:
-        self.active: set[JobResponse] = set()
+        self.active: set[Stoppable] = set()
+        self.running: dict[str, Stoppable] = {}
         self.stopping = False
 
     def abort_all(self, error: DragomanError) -> None:
@@ -76,11 +89,16 @@ class JobResponse(Response):
             self.job.abort(error)
             self._producer.cancel()
 
+    async def ended(self) -> None:
+        if self._producer is not None:
+            await asyncio.wait({self._producer})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         producer = asyncio.create_task(self._produce(send))
         watcher = asyncio.create_task(self._watch(receive, send))
         self._producer = producer
         self.registry.active.add(self)
+        self.registry.running[self.job.record.id] = self
         try:
             done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if producer in done:
@@ -96,6 +114,7 @@ class JobResponse(Response):
             raise
         finally:
             self.registry.active.discard(self)
+            self.registry.running.pop(self.job.record.id, None)
 
     async def _watch(self, receive: Receive, send: Send) -> None:
         seen = -1
@@ -117,7 +136,7 @@ class JobResponse(Response):
 
     async def _start(self, send: Send, status: int = 200) -> None:
         headers = [
-            *_SSE_HEADERS,
+            *SSE_HEADERS,
             *((k.lower().encode(), v.encode()) for k, v in self.out_headers.items()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
