@@ -123,7 +123,7 @@ class RedisEventLogs:
     async def finished(self, translation_id: str) -> None:
         key = _key(translation_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.expire(key, max(1, int(self._window_s)))
+            pipe.pexpire(key, max(1, int(self._window_s * 1000)))
             pipe.delete(key + ":alive")
             await pipe.execute()
 
