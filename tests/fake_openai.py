@@ -14,6 +14,9 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[linger]]`: streams normally up to `[DONE]`, then never ends the HTTP body;
 - `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
   `closed[TAG]` is set.
+- `[[big:TAG:N:SIZE]]`: N pieces of SIZE characters, as fast as the client takes them;
+  `closed[TAG]` is set when the client closes the connection before the end;
+- `[[errevent:N]]`: N pieces, then an `error` object inside the stream.
 
 In benchmark mode (`python -m tests.fake_openai`) every request streams the same pieces, and
 `POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing.
@@ -229,6 +232,26 @@ class FakeOpenAI:
             await writer.drain()
             await reader.read()
             return False
+        if mode == "big":
+            tag, count, size = arg.split(":")
+            closed = self.closed_event(tag)
+            try:
+                for i in range(int(count)):
+                    self._chunk(writer, _delta(str(i % 10) * int(size)))
+                    await writer.drain()
+            except ConnectionError:
+                closed.set()
+                return False
+            self._finish(writer, 5, int(count))
+            await writer.drain()
+            return True
+        if mode == "errevent":
+            for p in pieces[: int(arg)]:
+                self._chunk(writer, _delta(p))
+            self._chunk(writer, b'data: {"error": {"message": "fake overload"}}\n\n')
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
         if mode == "slow":
             tag, count, delay = arg.split(":")
             closed = self.closed_event(tag)

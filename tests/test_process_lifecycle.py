@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -195,3 +196,66 @@ def test_non_editable_install_serves_from_empty_directory(
         assert response.status_code == 200
         assert "data: T:" in response.text and response.text.endswith("data: [DONE]\n\n")
     assert (empty / "fresh.db").exists()
+
+
+def _start_resumable(url: str, text: str, events: int) -> tuple[str, list[Any]]:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        body = {"text": text, "target_lang": "ko", "resumable": True}
+        with connect_sse(client, "POST", "/v1/translations", json=body) as source:
+            record_id = source.response.headers["x-translation-id"]
+            iterator = source.iter_sse()
+            seen = [next(iterator) for _ in range(events)]
+    return record_id, seen
+
+
+def test_sigkill_mid_resumable_stream_then_restart_is_410_and_the_record(
+    serve_env: dict[str, str], tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    first = ServeProcess(serve_env, tmp_path)
+    processes.append(first)
+    record_id, _ = _start_resumable(first.url, "x [[slow:kill-resumable:400:0.05]]", 3)
+    assert wait_until(lambda: record_status(first.url, record_id) == "streaming")
+    first.proc.kill()
+    first.proc.wait(10)
+
+    second = ServeProcess(serve_env, tmp_path)
+    processes.append(second)
+    with httpx.Client(base_url=second.url, timeout=30) as client:
+        resumed = client.get(f"/v1/translations/{record_id}/events", headers={"Last-Event-ID": "2"})
+        record = client.get(f"/v1/translations/{record_id}").json()
+    assert resumed.status_code == 410
+    assert resumed.json()["error"]["code"] == "resume_expired"
+    assert record["status"] == "failed" and record["error"]["code"] == "interrupted"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DRAGOMAN_TEST_REDIS_URL"), reason="DRAGOMAN_TEST_REDIS_URL is not set"
+)
+def test_sigkill_with_redis_resume_ends_in_band_instead_of_hanging(
+    serve_env: dict[str, str], tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    env = {
+        **serve_env,
+        "DRAGOMAN_REDIS_URL": os.environ["DRAGOMAN_TEST_REDIS_URL"],
+        "DRAGOMAN_KEEPALIVE_S": "0.5",
+    }
+    first = ServeProcess(env, tmp_path)
+    processes.append(first)
+    record_id, seen = _start_resumable(first.url, "x [[slow:kill-redis:400:0.05]]", 3)
+    assert wait_until(lambda: record_status(first.url, record_id) == "streaming")
+    first.proc.kill()
+    first.proc.wait(10)
+
+    second = ServeProcess(env, tmp_path)
+    processes.append(second)
+    with httpx.Client(base_url=second.url, timeout=60) as client:
+        url = f"/v1/translations/{record_id}/events"
+        with connect_sse(client, "GET", url, headers={"Last-Event-ID": "1"}) as source:
+            rest = [e for e in source.iter_sse() if e.data]
+        record = client.get(f"/v1/translations/{record_id}").json()
+    # What the dead process had logged, then the end it never wrote.
+    assert rest[0].id == seen[2].id and rest[0].data == seen[2].data
+    assert [int(e.id) for e in rest] == list(range(2, 2 + len(rest)))
+    assert rest[-1].event == "error"
+    assert json.loads(rest[-1].data)["error"]["code"] == "interrupted"
+    assert record["status"] == "failed" and record["error"]["code"] == "interrupted"

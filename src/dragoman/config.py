@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     resume_grace_s: float = Field(default=30.0, ge=0)
     resume_window_s: float = Field(default=600.0, ge=0)
+    # A client that takes no byte of its stream for this long is dropped (checked every
+    # keepalive interval): a reader that never reads holds no translation.
+    send_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "info"
 
     @field_validator("cors_origins", mode="before")

@@ -11,15 +11,22 @@ import asyncio
 import contextlib
 
 import orjson
+import structlog
 from starlette.background import BackgroundTask
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from dragoman.api.streaming import SSE_HEADERS
 from dragoman.errors import DatabaseUnavailable, DragomanError
 from dragoman.resumable.log import EventLog, EventLogs
 from dragoman.resumable.run import ResumableRun
 from dragoman.sse import PING
+
+log = structlog.get_logger(__name__)
+
+
+class ClientTooSlow(Exception):
+    pass
 
 
 class LogResponse(Response):
@@ -36,6 +43,7 @@ class LogResponse(Response):
         wait_first: bool,
         keepalive_s: float,
         grace_s: float,
+        send_timeout_s: float,
     ) -> None:
         self.background = None
         self.translation_id = translation_id
@@ -46,12 +54,13 @@ class LogResponse(Response):
         self.wait_first = wait_first
         self.keepalive_s = keepalive_s
         self.grace_s = grace_s
+        self.send_timeout_s = send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.run is not None:
             self.run.listener_joined()
         try:
-            listener = asyncio.create_task(self._listen(send))
+            listener = asyncio.create_task(self._listen(self._timed(send)))
             watcher = asyncio.create_task(_until_disconnect(receive))
             waiters: set[asyncio.Future[None]] = {listener, watcher}
             if self.run is None and self.logs.shared:
@@ -63,10 +72,25 @@ class LogResponse(Response):
                     task.cancel()
                 await asyncio.gather(*waiters, return_exceptions=True)
             if listener.done() and not listener.cancelled():
-                listener.result()
+                with contextlib.suppress(ClientTooSlow):
+                    listener.result()
         finally:
             if self.run is not None:
                 self.run.listener_left()
+
+    def _timed(self, send: Send) -> Send:
+        """A client that takes nothing for `send_timeout_s` stops listening (the translation
+        runs on; the events stay in the log for it to resume)."""
+
+        async def timed_send(message: Message) -> None:
+            try:
+                async with asyncio.timeout(self.send_timeout_s):
+                    await send(message)
+            except TimeoutError:
+                log.warning("client_too_slow", id=self.translation_id)
+                raise ClientTooSlow() from None
+
+        return timed_send
 
     async def _listen(self, send: Send) -> None:
         if self.wait_first and self.run is not None:

@@ -78,7 +78,14 @@ def _job_response(
     job = translator.start(
         text=text, target_lang=target_tag, source_lang=source_tag, script_id=script_id
     )
-    return JobResponse(job, encoding, registry, keepalive_s=translator.settings.keepalive_s)
+    settings = translator.settings
+    return JobResponse(
+        job,
+        encoding,
+        registry,
+        keepalive_s=settings.keepalive_s,
+        send_timeout_s=settings.send_timeout_s,
+    )
 
 
 # The two translation endpoints read their request themselves: FastAPI's parameter and
@@ -177,6 +184,7 @@ def _listener(
         wait_first=wait_first,
         keepalive_s=settings.keepalive_s,
         grace_s=settings.resume_grace_s,
+        send_timeout_s=settings.send_timeout_s,
     )
 
 

@@ -18,7 +18,7 @@ import orjson
 import structlog
 from starlette.background import BackgroundTask
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from dragoman.errors import DatabaseUnavailable, DragomanError
 from dragoman.providers.base import Queued
@@ -71,6 +71,7 @@ class JobResponse(Response):
         registry: StreamRegistry,
         *,
         keepalive_s: float,
+        send_timeout_s: float = 30.0,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.background = None
@@ -78,6 +79,10 @@ class JobResponse(Response):
         self.encoding = encoding
         self.registry = registry
         self.keepalive_s = keepalive_s
+        self.send_timeout_s = send_timeout_s
+        # When the send in progress began (loop time): a client that takes nothing for
+        # `send_timeout_s` is dropped like one that disconnected.
+        self._sending_since: float | None = None
         self.out_headers = {"X-Translation-Id": job.record.id, **(extra_headers or {})}
         self._producer: asyncio.Task[None] | None = None
         self._started = False
@@ -94,7 +99,7 @@ class JobResponse(Response):
             await asyncio.wait({self._producer})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        producer = asyncio.create_task(self._produce(send))
+        producer = asyncio.create_task(self._produce(self._timed(send)))
         watcher = asyncio.create_task(self._watch(receive, send))
         self._producer = producer
         self.registry.active.add(self)
@@ -116,19 +121,42 @@ class JobResponse(Response):
             self.registry.active.discard(self)
             self.registry.running.pop(self.job.record.id, None)
 
+    def _timed(self, send: Send) -> Send:
+        loop = asyncio.get_running_loop()
+
+        async def timed_send(message: Message) -> None:
+            self._sending_since = loop.time()
+            await send(message)
+            self._sending_since = None
+
+        return timed_send
+
     async def _watch(self, receive: Receive, send: Send) -> None:
         seen = -1
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 message = await asyncio.wait_for(receive(), self.keepalive_s)
             except TimeoutError:
+                since = self._sending_since
+                if since is not None and loop.time() - since > self.send_timeout_s:
+                    log.warning("client_too_slow", id=self.job.record.id)
+                    return  # as if it had left: the job stops, its record ends cancelled
                 if (
                     self._started
                     and not self._ended
                     and self.encoding != "json"
                     and seen == self._sent
+                    and since is None
                 ):
-                    await send({"type": "http.response.body", "body": PING, "more_body": True})
+                    try:
+                        async with asyncio.timeout(self.send_timeout_s):
+                            await send(
+                                {"type": "http.response.body", "body": PING, "more_body": True}
+                            )
+                    except TimeoutError:
+                        log.warning("client_too_slow", id=self.job.record.id)
+                        return
                 seen = self._sent
                 continue
             if message["type"] == "http.disconnect":

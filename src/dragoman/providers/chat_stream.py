@@ -86,12 +86,23 @@ class ChatStreamParser:
                 yield batch
         if start < len(payloads):
             rest = payloads[start:]
-            parsed = _loads(b"[" + b",".join(rest) + b"]")
-            if len(parsed) != len(rest):  # an empty or a doubled payload
-                raise MalformedStream()
             batch = []
-            for chunk in parsed:
-                self._read_chunk(chunk, batch)
+            try:
+                try:
+                    parsed = _loads(b"[" + b",".join(rest) + b"]")
+                    if len(parsed) != len(rest):  # an empty or a doubled payload
+                        raise MalformedStream()
+                except MalformedStream:
+                    # One bad payload: the good ones before it still count.
+                    parsed = _loads_until_bad(rest)
+                for chunk in parsed:
+                    self._read_chunk(chunk, batch)
+            except UpstreamError:
+                # The pieces before the failure are delivered, then the failure.
+                if batch:
+                    self.sent_any = True
+                    yield batch
+                raise
             if batch:
                 self.sent_any = True
                 yield batch
@@ -130,6 +141,11 @@ class ChatStreamParser:
                 batch.append(content)
             if choice.get("finish_reason"):
                 self.finished = True
+
+
+def _loads_until_bad(payloads: list[bytes]) -> Iterator[Any]:
+    for payload in payloads:
+        yield _loads(payload)
 
 
 def _loads(payload: bytes) -> Any:

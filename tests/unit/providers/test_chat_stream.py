@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dragoman.errors import UpstreamError
 from dragoman.providers.base import Usage
 from dragoman.providers.chat_stream import (
     ChatStreamParser,
@@ -143,3 +144,15 @@ def test_an_empty_body_ended_early() -> None:
     assert _feed_all(parser, [b""]) == []
     with pytest.raises(EndedEarly):
         parser.end()
+
+
+@pytest.mark.parametrize(
+    "bad", [b'data: {"error": {"message": "x"}}\n\n', b"data: {not json\n\n", b"data:\n\n"]
+)
+def test_pieces_before_a_failure_in_the_same_read_are_delivered(bad: bytes) -> None:
+    parser = ChatStreamParser()
+    delivered: list[list[str]] = []
+    with pytest.raises(UpstreamError):
+        for batch in parser.feed(_chunk("a") + _chunk("b") + _chunk("c") + bad + _chunk("d")):
+            delivered.append(batch)
+    assert delivered == [["a"], ["b", "c"]]
