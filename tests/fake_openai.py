@@ -257,13 +257,16 @@ class FakeOpenAI:
             closed = self.closed_event(tag)
             for i in range(int(count)):
                 self._chunk(writer, _delta(f"p{i} "))
-                await writer.drain()
                 try:
+                    await writer.drain()
                     if await asyncio.wait_for(reader.read(1), float(delay)) == b"":
                         closed.set()
                         return False
                 except TimeoutError:
                     pass
+                except ConnectionError:  # the close can show up in the write as well
+                    closed.set()
+                    return False
             self._finish(writer, 5, int(count))
             await writer.drain()
             return True

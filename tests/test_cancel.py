@@ -9,7 +9,7 @@ from httpx_sse import connect_sse
 
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import wait_for_record
+from tests.helpers import wait_for_record, wait_until
 
 
 def test_cancel_stops_a_running_stream_in_band(
@@ -85,3 +85,29 @@ def test_a_client_that_leaves_is_not_a_cancel_request(
     record = wait_for_record(server.url, record_id, "cancelled")
     assert record["status"] == "cancelled"
     assert record["error"] is None  # the client left; nobody asked to stop
+
+
+def test_cancel_during_stream_false_answers_409_cancelled(
+    server: ServerThread, client: httpx.Client, fake: FakeOpenAI
+) -> None:
+    import threading
+
+    body = {"text": "x [[slow:cancel-json:400:0.05]]", "target_lang": "ko", "stream": False}
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(httpx.post(f"{server.url}/v1/translations", json=body))
+    )
+    waiting.start()
+
+    def running_id() -> str | None:
+        items = client.get("/v1/translations").json()["items"]
+        return items[0]["id"] if items and items[0]["status"] == "streaming" else None
+
+    record_id = wait_until(running_id)
+    assert record_id is not None
+    stopped = client.post(f"/v1/translations/{record_id}/cancel")
+    waiting.join(30)
+    assert stopped.status_code == 202 and stopped.json()["status"] == "cancelled"
+    assert answers[0].status_code == 409
+    assert answers[0].json()["error"]["code"] == "cancelled"
+    assert fake.closed_event("cancel-json").wait(10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -91,7 +92,7 @@ def test_resume_after_a_drop_gets_exactly_the_rest(
     resumable_server: Callable[..., ServerThread], fake: FakeOpenAI, query: bool
 ) -> None:
     server = resumable_server()
-    tag = f"resume-rest-{query}-{id(server)}"
+    tag = f"resume-rest-{query}-{uuid.uuid4().hex}"
     with httpx.Client(base_url=server.url, timeout=30) as client:
         record_id, seen = _start_and_leave(client, _slow(tag, 30), 4)
         assert [e.event for e in seen] == ["start", "delta", "delta", "delta"]
@@ -150,7 +151,7 @@ def test_nobody_listening_for_the_grace_time_cancels(
     resumable_server: Callable[..., ServerThread], fake: FakeOpenAI
 ) -> None:
     server = resumable_server(resume_grace_s=0.5)
-    tag = f"grace-{id(server)}"
+    tag = f"grace-{uuid.uuid4().hex}"
     with httpx.Client(base_url=server.url, timeout=30) as client:
         record_id, seen = _start_and_leave(client, _slow(tag, 400), 2)
         assert fake.closed_event(tag).wait(20), "the upstream ran on without listeners"
@@ -168,7 +169,7 @@ def test_cancel_reaches_every_listener(
     resumable_server: Callable[..., ServerThread], fake: FakeOpenAI
 ) -> None:
     server = resumable_server()
-    tag = f"cancel-listeners-{id(server)}"
+    tag = f"cancel-listeners-{uuid.uuid4().hex}"
     with httpx.Client(base_url=server.url, timeout=30) as client:
         body = {"text": _slow(tag, 400), "target_lang": "ko", "resumable": True}
         with connect_sse(client, "POST", "/v1/translations", json=body) as source:
@@ -258,7 +259,7 @@ def test_another_replica_serves_the_resume_and_the_cancel(
 ) -> None:
     running = make_server(redis_url=REDIS_URL, keepalive_s=0.5)
     other = make_server(redis_url=REDIS_URL, keepalive_s=0.5)
-    tag = f"replica-{id(running)}"
+    tag = f"replica-{uuid.uuid4().hex}"
     with httpx.Client(base_url=running.url, timeout=30) as client:
         record_id, seen = _start_and_leave(client, _slow(tag, 400), 3)
     with httpx.Client(base_url=other.url, timeout=30) as client:
@@ -275,3 +276,20 @@ def test_another_replica_serves_the_resume_and_the_cancel(
     assert rest[-1].event == "error"
     assert json.loads(rest[-1].data)["error"]["code"] == "cancelled"
     assert fake.closed_event(tag).wait(10)
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="DRAGOMAN_TEST_REDIS_URL is not set")
+def test_a_listener_on_another_replica_keeps_the_translation_running(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    running = make_server(redis_url=REDIS_URL, keepalive_s=0.2, resume_grace_s=2)
+    other = make_server(redis_url=REDIS_URL, keepalive_s=0.2, resume_grace_s=2)
+    tag = f"remote-listener-{uuid.uuid4().hex}"
+    with httpx.Client(base_url=running.url, timeout=30) as client:
+        record_id, seen = _start_and_leave(client, _slow(tag, 200, 0.05), 2)
+    with httpx.Client(base_url=other.url, timeout=30) as client:
+        events = _follow(client, record_id, after=int(seen[-1].id))
+    # Ten seconds of pieces, five times the grace: it ran to its end for the remote listener.
+    assert events[-1].event == "done", events[-1].data
+    assert _deltas(seen + events) == _upstream_text(200)
+    assert not fake.closed_event(tag).is_set()

@@ -55,6 +55,9 @@ class LogResponse(Response):
         self.keepalive_s = keepalive_s
         self.grace_s = grace_s
         self.send_timeout_s = send_timeout_s
+        # Set when the answer ends. Its loops check it as well as being cancelled: redis-py
+        # (8.1) can swallow a cancellation that arrives during a command.
+        self._stopped = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.run is not None:
@@ -68,6 +71,7 @@ class LogResponse(Response):
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                self._stopped = True
                 for task in waiters:
                     task.cancel()
                 await asyncio.gather(*waiters, return_exceptions=True)
@@ -101,6 +105,8 @@ class LogResponse(Response):
         headers = [*SSE_HEADERS, (b"x-translation-id", self.translation_id.encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         async for batch in self.events_log.follow(self.after, self.keepalive_s):
+            if self._stopped:
+                return
             body = b"".join(batch) if batch else PING
             await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -108,7 +114,7 @@ class LogResponse(Response):
     async def _mark_listened(self) -> None:
         # For the process that runs the translation: someone follows it from here.
         every = max(self.grace_s / 3, 0.05)
-        while True:
+        while not self._stopped:
             with contextlib.suppress(Exception):
                 await self.logs.mark_listened(self.translation_id)
             await asyncio.sleep(every)

@@ -72,6 +72,8 @@ class RedisEventLog:
             yield batch
             if ended:
                 return
+        if await self._ended_by(last):  # asked from the final event or beyond
+            return
         block_ms = max(1, int(idle_s * 1000))
         while True:  # live
             # RESP2 (the client's default): [[key, [(id, fields), ...]]], or empty on timeout.
@@ -79,6 +81,8 @@ class RedisEventLog:
                 {self._key: last}, count=_READ_COUNT, block=block_ms
             )
             if not answer:
+                if await self._ended_by(last):
+                    return
                 if not await self._redis.exists(self._key + ":alive"):
                     # No final event, and its process has stopped refreshing: it died.
                     event_id = int(last.split("-")[1])
@@ -90,6 +94,14 @@ class RedisEventLog:
             yield batch
             if ended:
                 return
+
+    async def _ended_by(self, last: str) -> bool:
+        """Whether the final event is in the log at or before entry `last`."""
+        newest: Any = await self._redis.xrevrange(self._key, max="+", min="-", count=1)
+        if not newest or b"end" not in newest[0][1]:
+            return False
+        final_id = newest[0][0].decode() if isinstance(newest[0][0], bytes) else newest[0][0]
+        return int(final_id.split("-")[1]) <= int(last.split("-")[1])
 
 
 def _read(entries: list[Any]) -> tuple[list[bytes], str, bool]:

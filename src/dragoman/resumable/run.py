@@ -34,6 +34,7 @@ class ResumableRun:
         )
         self.listeners = 0
         self._grace: asyncio.TimerHandle | None = None
+        self._checking: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
@@ -72,9 +73,10 @@ class ResumableRun:
         if self.listeners > 0:
             return
         if self._logs.shared:
-            # A listener in another process may follow it: ask before stopping.
-            task = asyncio.create_task(self._check_remote_listeners())
-            task.add_done_callback(_log_failure)
+            # A listener in another process may follow it: ask before stopping. (The task is
+            # kept: the event loop holds only a weak reference to it.)
+            self._checking = asyncio.create_task(self._check_remote_listeners())
+            self._checking.add_done_callback(_log_failure)
         else:
             self._stop_unheard()
 
@@ -120,6 +122,10 @@ class ResumableRun:
                     await self._append(out, True)
                     return
                 await self._append(out, False)
+                if self.job.abort_error is not None:
+                    # Stopped while the log was written: a cancel that the log's client took
+                    # for itself must still stop the run.
+                    raise asyncio.CancelledError()
                 if not started:
                     started = True
                     self.first.set_result(None)

@@ -46,6 +46,9 @@ class Resumption:
             self.logs = MemoryEventLogs(settings.resume_window_s)
         self.runs: dict[str, ResumableRun] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Checked by the background loops as well as cancelling them: redis-py (8.1) can
+        # swallow a cancellation that arrives during a command.
+        self._closing = False
 
     async def start(self) -> None:
         if self._redis is not None:
@@ -55,9 +58,11 @@ class Resumption:
             self._tasks.append(asyncio.create_task(self._heartbeat()))
 
     async def aclose(self) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
         await self.logs.aclose()
         if self._redis is not None:
             await self._redis.aclose()
@@ -100,28 +105,31 @@ class Resumption:
         return True
 
     async def _listen_for_cancels(self, pubsub: redis.client.PubSub) -> None:
-        while True:
-            try:
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    data = message.get("data")
-                    translation_id = data.decode() if isinstance(data, bytes) else str(data)
-                    target = self.registry.running.get(translation_id)
-                    if target is not None:
-                        log.info("cancel_received", id=translation_id)
-                        target.abort(Stopped())
-            except asyncio.CancelledError:
+        try:
+            while not self._closing:
+                try:
+                    async for message in pubsub.listen():
+                        if self._closing:
+                            break
+                        if message.get("type") != "message":
+                            continue
+                        data = message.get("data")
+                        translation_id = data.decode() if isinstance(data, bytes) else str(data)
+                        target = self.registry.running.get(translation_id)
+                        if target is not None:
+                            log.info("cancel_received", id=translation_id)
+                            target.abort(Stopped())
+                except Exception as exc:  # Redis went away: try again; cancels resume with it
+                    log.warning("cancel_channel_failed", error=type(exc).__name__)
+                    await asyncio.sleep(1.0)
+                    with contextlib.suppress(Exception):
+                        await pubsub.subscribe(CANCEL_CHANNEL)
+        finally:
+            with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-                raise
-            except Exception as exc:  # Redis went away: try again, cancels resume with it
-                log.warning("cancel_channel_failed", error=type(exc).__name__)
-                await asyncio.sleep(1.0)
-                with contextlib.suppress(Exception):
-                    await pubsub.subscribe(CANCEL_CHANNEL)
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(ALIVE_EVERY_S)
             try:
                 await self.logs.keep_alive(list(self.runs))
