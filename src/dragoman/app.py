@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from dragoman import __version__
 from dragoman.api.errors import install_error_handlers
 from dragoman.api.hot_path import HotPathApp
+from dragoman.api.resume_routes import router as resume_router
 from dragoman.api.routes import create_translation, router, translate_compat
 from dragoman.api.streaming import StreamRegistry
 from dragoman.config import Settings
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(resume_router)
     app.serve_directly(
         {"/translate": translate_compat, "/v1/translations": create_translation},
         unless_cross_origin=bool(settings.cors_origins),

@@ -42,6 +42,8 @@ class RedisEventLog:
         self._running_ttl_s = running_ttl_s
 
     async def append(self, events: list[bytes], *, end: bool = False) -> None:
+        if not events:
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
             for n, data in enumerate(events):
                 fields: dict[Any, Any] = {"d": data}

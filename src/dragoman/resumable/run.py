@@ -9,6 +9,7 @@ stopped like a cancel request would (`cancelled`, record `cancelled`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 
@@ -144,11 +145,16 @@ class ResumableRun:
                 await self._append([encoder.event("error", error.body())], True)
             else:
                 await self._failed_before_start(error)
-        except Exception:
+        except Exception:  # the log could not be written
             log.exception("resumable_run_failed", id=self.id)
-            self.job.abort(DragomanError())
+            error = DragomanError()
+            self.job.abort(error)
             await events.aclose()
-            await self._logs.discard(self.id)
+            with contextlib.suppress(Exception):
+                if started:
+                    await self._append([encoder.event("error", error.body())], True)
+                else:
+                    await self._failed_before_start(error)
         finally:
             if self._grace is not None:
                 self._grace.cancel()
@@ -161,7 +167,10 @@ class ResumableRun:
             await self._logs.finished(self.id)
 
     async def _failed_before_start(self, error: DragomanError) -> None:
-        self.first.set_result(error)
+        if not self.first.done():
+            self.first.set_result(error)
+        # Its `POST` answers the error as a status; a listener that came early just ends.
+        await self.log.append([], end=True)
         await self._logs.discard(self.id)
 
 
