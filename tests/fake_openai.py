@@ -14,6 +14,9 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[linger]]`: streams normally up to `[DONE]`, then never ends the HTTP body;
 - `[[slow:TAG:N:SECONDS]]`: N pieces, SECONDS apart; when the client closes the connection,
   `closed[TAG]` is set.
+- `[[big:TAG:N:SIZE]]`: N pieces of SIZE characters, as fast as the client takes them;
+  `closed[TAG]` is set when the client closes the connection before the end;
+- `[[errevent:N]]`: N pieces, then an `error` object inside the stream.
 
 In benchmark mode (`python -m tests.fake_openai`) every request streams the same pieces, and
 `POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing.
@@ -42,6 +45,8 @@ class FakeOpenAI:
     def __init__(self, *, pieces_per_request: int | None = None, piece: str = "tok ") -> None:
         self.port = 0
         self.requests: list[dict[str, Any]] = []
+        # What addressed each chat request: {"path", "query", "headers"} (lower-case names).
+        self.request_heads: list[dict[str, Any]] = []
         self.closed: dict[str, threading.Event] = {}
         self.models = ["fake-model"]
         # Benchmark mode: every request streams `pieces_per_request` copies of `piece`.
@@ -120,7 +125,9 @@ class FakeOpenAI:
                         headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
-                keep = await self._respond(method, path, body, reader, writer)
+                path, _, query = path.partition("?")
+                head_info = {"path": path, "query": query, "headers": headers}
+                keep = await self._respond(method, path, body, reader, writer, head_info)
                 if not keep:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -135,6 +142,7 @@ class FakeOpenAI:
         body: bytes,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        head_info: dict[str, Any],
     ) -> bool:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
@@ -155,6 +163,7 @@ class FakeOpenAI:
             return True
         request = json.loads(body)
         self.requests.append(request)
+        self.request_heads.append(head_info)
         user = next(
             (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
         )
@@ -223,18 +232,41 @@ class FakeOpenAI:
             await writer.drain()
             await reader.read()
             return False
+        if mode == "big":
+            tag, count, size = arg.split(":")
+            closed = self.closed_event(tag)
+            try:
+                for i in range(int(count)):
+                    self._chunk(writer, _delta(str(i % 10) * int(size)))
+                    await writer.drain()
+            except ConnectionError:
+                closed.set()
+                return False
+            self._finish(writer, 5, int(count))
+            await writer.drain()
+            return True
+        if mode == "errevent":
+            for p in pieces[: int(arg)]:
+                self._chunk(writer, _delta(p))
+            self._chunk(writer, b'data: {"error": {"message": "fake overload"}}\n\n')
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
         if mode == "slow":
             tag, count, delay = arg.split(":")
             closed = self.closed_event(tag)
             for i in range(int(count)):
                 self._chunk(writer, _delta(f"p{i} "))
-                await writer.drain()
                 try:
+                    await writer.drain()
                     if await asyncio.wait_for(reader.read(1), float(delay)) == b"":
                         closed.set()
                         return False
                 except TimeoutError:
                     pass
+                except ConnectionError:  # the close can show up in the write as well
+                    closed.set()
+                    return False
             self._finish(writer, 5, int(count))
             await writer.drain()
             return True

@@ -6,7 +6,8 @@ import asyncio
 import json
 import subprocess
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import ServerSentEvent, connect_sse
@@ -37,6 +38,29 @@ def raw_text(events: list[ServerSentEvent]) -> str:
 
 def v1_text(events: list[ServerSentEvent]) -> str:
     return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
+
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], seconds: float = 30, interval: float = 0.05) -> T:
+    """Poll `condition` until it returns something true, and return that; its last (false)
+    value when the time runs out. The time limit only bounds a failing test."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def record_status(base_url: str, record_id: str) -> str | None:
+    """The record's status, or None while it is not stored yet."""
+    response = httpx.get(f"{base_url}/v1/translations/{record_id}")
+    if response.status_code == 404:
+        return None
+    status: str = response.json()["status"]
+    return status
 
 
 def wait_until_answers(

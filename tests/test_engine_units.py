@@ -40,3 +40,15 @@ def test_context_and_glossary_come_last_before_the_sentence() -> None:
         "English: Hello, class.\nKorean: 안녕하세요, 여러분.\n\n"
         "English: The dragoman spoke.\nKorean:"
     )
+
+
+def test_an_unoffered_language_error_lists_the_few_that_are() -> None:
+    import pytest
+
+    from dragoman.errors import UnsupportedLanguage
+    from dragoman.languages import LanguageCatalog
+    from dragoman.providers.examples import LOCAL_LANGUAGES
+
+    with pytest.raises(UnsupportedLanguage) as caught:
+        LanguageCatalog(LOCAL_LANGUAGES).resolve("ar", field="target_lang")
+    assert "offered: en, ko, ja, zh, fr, es, de" in caught.value.message

@@ -281,3 +281,28 @@ def test_openapi_documents_the_bearer_key(client: httpx.Client) -> None:
     assert paths["/v1/languages"]["get"]["security"] == []
     # The translation endpoints keep their documented bodies.
     assert "requestBody" in paths["/translate"]["post"]
+
+
+def test_cancel_and_resume_are_per_key(keyed: ServerThread, db_url: str) -> None:
+    _, mine = create_key(db_url, "mine")
+    _, other = create_key(db_url, "other")
+    body = {
+        "text": "[[slow:perkey:50:0.05]]",
+        "target_lang": "ko",
+        "source_lang": "en",
+        "resumable": True,
+    }
+    with httpx.Client(base_url=keyed.url, timeout=30) as client:
+        with client.stream("POST", "/v1/translations", json=body, headers=bearer(mine)) as response:
+            assert response.status_code == 200
+            translation_id = response.headers["x-translation-id"]
+            # Another key sees nothing there: not its events, and it cannot stop it.
+            stranger = client.post(
+                f"/v1/translations/{translation_id}/cancel", headers=bearer(other)
+            )
+            assert stranger.status_code == 404
+            events = client.get(f"/v1/translations/{translation_id}/events", headers=bearer(other))
+            assert events.status_code == 404
+            # Its own key can.
+            own = client.post(f"/v1/translations/{translation_id}/cancel", headers=bearer(mine))
+            assert own.status_code == 202

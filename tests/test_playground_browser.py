@@ -96,6 +96,8 @@ def test_translation_arrives_live_then_stop_and_history(
     assert "cancelled" in history and "succeeded" in history
     records = httpx.get(f"{server.url}/v1/translations", params={"script_id": "browser-1"}).json()
     assert [r["status"] for r in records["items"]] == ["cancelled", "succeeded"]
+    # Stopped by a cancel request, not by dropping the connection.
+    assert records["items"][0]["error"]["code"] == "cancelled"
     if os.environ.get("DRAGOMAN_SCREENSHOT"):
         page.screenshot(path=os.environ["DRAGOMAN_SCREENSHOT"], full_page=True)
 

@@ -4,7 +4,6 @@ record each one leaves."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import raw_events, v1_events, wait_for_record
+from tests.helpers import raw_events, v1_events, wait_for_record, wait_until
 
 
 def _record(client: httpx.Client, response: httpx.Response) -> dict[str, object]:
@@ -82,10 +81,10 @@ def test_dropped_mid_stream_is_in_band_error(client: httpx.Client, endpoint: str
 def test_first_token_timeout_is_504(make_server: Callable[..., ServerThread]) -> None:
     server = make_server(first_token_timeout_s=0.5)
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        started = time.monotonic()
+        # The upstream never answers: only the first-token timeout (0.5 s, far below the
+        # client's 30 s) can give this 504.
         response = client.post("/translate", json={"lang": "ko", "message": "x [[hang]]"})
         assert response.status_code == 504
-        assert time.monotonic() - started < 5
         assert response.json()["error"]["code"] == "upstream_timeout"
         assert _record(client, response)["status"] == "failed"
 
@@ -138,14 +137,12 @@ def test_disconnect_before_first_byte_closes_upstream(
                 json={"lang": "ko", "message": "x [[hang]]"},
                 timeout=httpx.Timeout(30, read=0.5),
             )
-        deadline = time.monotonic() + 5
-        items: list[dict[str, object]] = []
-        while time.monotonic() < deadline:
+
+        def newest_status() -> object:
             items = client.get("/v1/translations").json()["items"]
-            if items and items[0]["status"] == "cancelled":
-                break
-            time.sleep(0.05)
-        assert items and items[0]["status"] == "cancelled"
+            return items[0]["status"] if items else None
+
+        assert wait_until(lambda: newest_status() == "cancelled")
 
 
 def test_body_left_open_after_done_still_succeeds(client: httpx.Client) -> None:

@@ -22,6 +22,7 @@ from dragoman.api.errors import install_error_handlers
 from dragoman.api.openapi_security import document_bearer_keys
 from dragoman.api.request_metrics import RequestMetrics
 from dragoman.api.require_key import RequireKey
+from dragoman.api.resume_routes import router as resume_router
 from dragoman.api.routes import router
 from dragoman.api.streaming import StreamRegistry
 from dragoman.auth import keys_required
@@ -31,6 +32,7 @@ from dragoman.keys import KeyStore
 from dragoman.logging import configure_logging
 from dragoman.quotas import Quotas
 from dragoman.records.store import RecordStore
+from dragoman.resumable.service import Resumption
 from dragoman.service import build_translator
 
 log = structlog.get_logger(__name__)
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = KeyStore(store.engine)
         app.state.registry = registry
         app.state.translator = translator
+        resumption = app.state.resumption = Resumption(settings, registry)
+        await resumption.start()
         background = [
             asyncio.create_task(_start_provider(provider)),
             asyncio.create_task(asyncio.to_thread(translator.detector.warm_up)),
@@ -74,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             registry.abort_all(ShuttingDown())
+            await asyncio.gather(*[run.ended() for run in list(resumption.runs.values())])
+            await resumption.aclose()
             await translator.aclose()
             if quotas is not None:
                 await quotas.aclose()
@@ -93,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_offline_docs(app)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(resume_router)
     document_bearer_keys(app)
     # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
     # last added runs first: CORS answers preflights before a key is asked for.

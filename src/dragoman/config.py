@@ -44,12 +44,18 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     keepalive_s: float = Field(default=15.0, gt=0)
+    resume_grace_s: float = Field(default=30.0, ge=0)
+    resume_window_s: float = Field(default=600.0, ge=0)
+    # A client that takes no byte of its stream for this long is dropped (checked every
+    # keepalive interval): a reader that never reads holds no translation.
+    send_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "info"
     # Production: keys, per-key limits, shared counters, metrics, request size.
     auth: Literal["keys", "off"] | None = None
     default_rpm: int = Field(default=60, ge=1)
     default_cpm: int = Field(default=20_000, ge=1)
     default_concurrency: int = Field(default=4, ge=1)
+    # Shared by all workers and replicas: limits, resumable events, cancel requests.
     redis_url: str | None = None
     metrics_token: SecretStr | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)

@@ -137,3 +137,24 @@ class RequestTooLarge(DragomanError):
     code = "request_too_large"
     status = 413
     default_message = "The request body is too large."
+
+
+class Stopped(DragomanError):
+    """Ended by `POST /v1/translations/{id}/cancel` (or a resumable run nobody listened to):
+    in-band on a stream, 409 where no byte of the answer was sent yet."""
+
+    code = "cancelled"
+    status = 409
+    default_message = "The translation was stopped by a cancel request."
+
+
+class NotResumable(DragomanError):
+    code = "not_resumable"
+    status = 409
+    default_message = "This translation was not started as resumable."
+
+
+class ResumeExpired(DragomanError):
+    code = "resume_expired"
+    status = 410
+    default_message = "This translation's events are no longer kept; its record still is."

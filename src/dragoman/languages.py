@@ -22,9 +22,10 @@ GENERAL_LANGUAGES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-# BCP 47's shape (RFC 5646, section 2.1), without checking any subtag against the registry.
+# BCP 47's shape (RFC 5646, section 2.1) with an ISO 639 language, without checking any
+# subtag against the registry.
 _WELL_FORMED = re.compile(
-    r"[A-Za-z]{2,8}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
+    r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
     r"(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*(?:-[0-9A-WY-Za-wy-z](?:-[A-Za-z0-9]{2,8})+)*"
     r"(?:-[xX](?:-[A-Za-z0-9]{1,8})+)?"
 )
@@ -79,17 +80,20 @@ class LanguageCatalog:
         return tag
 
     def _offer(self) -> str:
-        listed = ", ".join(self.bases[:20]) + (", ..." if len(self.bases) > 20 else "")
-        return f"offered by this server (offered: {listed}; see GET /v1/languages)"
+        if len(self.bases) <= 10:
+            return f"offered by this server (offered: {', '.join(self.bases)})"
+        return "offered by this server (see GET /v1/languages)"
 
 
 @lru_cache(maxsize=1024)
 def _find_by_name(name: str) -> str | None:
-    if not name or len(name) > 64:
+    # language_data's name index breaks (SystemError, UnicodeDecodeError) on a NUL in the
+    # name; no language name holds a control character.
+    if not name or len(name) > 64 or not name.isprintable():
         return None
     try:
         return standardize(langcodes.find(name).to_tag())
-    except LookupError:
+    except (LookupError, ValueError):
         return None
 
 

@@ -27,6 +27,7 @@ from dragoman.errors import (
     DatabaseUnavailable,
     DragomanError,
     QueueFull,
+    Stopped,
     TextTooLong,
     UpstreamTimeout,
 )
@@ -71,6 +72,8 @@ class TranslationRequest:
     allow_names: bool = False
     # The caller's API key, None when keys are off: the record is filed under it.
     key: ApiKey | None = None
+    # A resumable translation's id, chosen by the caller (its shape marks it resumable).
+    record_id: str | None = None
 
 
 class Translator:
@@ -129,6 +132,8 @@ class Translator:
             model=self.provider.model,
             key_id=request.key.id if request.key is not None else None,
         )
+        if request.record_id is not None:
+            record.id = request.record_id
         return Job(self, record, task, pieces, state, lease)
 
     def _check_text(self, text: str, field: str) -> None:
@@ -179,7 +184,8 @@ class Job:
         self.final: asyncio.Future[None] | None = None
 
     def abort(self, error: DragomanError) -> None:
-        """Mark the job as ended by the server (shutdown); the caller then cancels its task."""
+        """Mark the job as ended by the server (shutdown, cancel request); the caller then
+        cancels its task. A `Stopped` job's record ends `cancelled` with that error."""
         self.abort_error = error
 
     def release(self) -> None:
@@ -303,6 +309,8 @@ class Job:
             return
         if self.abort_error is not None:
             self._fill(parts, started, self.abort_error)
+            if isinstance(self.abort_error, Stopped):  # a stop asked for, not a failure
+                self.record.status = "cancelled"
         else:
             self._fill(parts, started, None)
             self.record.status = "cancelled"

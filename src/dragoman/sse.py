@@ -50,9 +50,10 @@ class RawTextEncoder:
     def piece(self, text: str) -> bytes:
         if self._after_cr and text.startswith("\n"):
             text = text[1:]
+        # A piece that was only that LF leaves no CR pending: the next LF is a line of its own.
+        self._after_cr = text.endswith("\r")
         if not text:
             return b""
-        self._after_cr = text.endswith("\r")
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if "\n" in text:

@@ -20,6 +20,7 @@ from dragoman.api.deps import (
 )
 from dragoman.api.errors import error_response
 from dragoman.api.require_key import bearer_token
+from dragoman.api.resume_routes import resumable_response
 from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
     ErrorOut,
@@ -63,7 +64,14 @@ async def _job_response(
         raise ShuttingDown()
     translator: Translator = state.translator
     job = await translator.submit(translation)
-    return JobResponse(job, encoding, registry, keepalive_s=translator.settings.keepalive_s)
+    settings = translator.settings
+    return JobResponse(
+        job,
+        encoding,
+        registry,
+        keepalive_s=settings.keepalive_s,
+        send_timeout_s=settings.send_timeout_s,
+    )
 
 
 # The two translation endpoints read their request themselves: FastAPI's parameter and
@@ -110,6 +118,8 @@ async def translate_compat(request: Request) -> Any:
 )
 async def create_translation(request: Request) -> Any:
     body = await read_body(request, TranslationCreate)
+    if body.resumable:
+        return await resumable_response(request, body)
     return await _job_response(
         request,
         "events" if body.stream else "json",

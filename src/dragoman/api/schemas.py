@@ -30,6 +30,11 @@ class TranslationCreate(BaseModel):
     source_lang: StrictStr | None = Field(default=None, examples=["en", "auto"])
     script_id: ScriptId | None = None
     stream: StrictBool = True
+    resumable: StrictBool = Field(
+        default=False,
+        description="Keep running when the client disconnects; resume with "
+        "`GET /v1/translations/{id}/events` (`stream: true` only).",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -78,3 +83,8 @@ class LanguageOut(BaseModel):
 
 class LanguagesOut(BaseModel):
     languages: list[LanguageOut]
+
+
+class CancelOut(BaseModel):
+    id: str
+    status: str

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 import structlog
 from starlette.background import BackgroundTask
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from dragoman import metrics
 from dragoman.errors import DatabaseUnavailable, DragomanError, QueueFull
@@ -30,17 +30,30 @@ log = structlog.get_logger(__name__)
 
 Encoding = Literal["raw", "events", "json"]
 
-_SSE_HEADERS = [
+SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
 ]
 
 
+class Stoppable(Protocol):
+    """A running translation that the server can end: a job response or a resumable run."""
+
+    job: Job
+
+    def abort(self, error: DragomanError) -> None: ...
+
+    async def ended(self) -> None:
+        """Return once it has stopped and queued its record's final state."""
+
+
 class StreamRegistry:
-    """The open job responses, so that a shutdown can end them in-band."""
+    """The running translations, so that a shutdown can end them in-band and a cancel request
+    can find them by id."""
 
     def __init__(self) -> None:
-        self.active: set[JobResponse] = set()
+        self.active: set[Stoppable] = set()
+        self.running: dict[str, Stoppable] = {}
         self.stopping = False
 
     def abort_all(self, error: DragomanError) -> None:
@@ -59,6 +72,7 @@ class JobResponse(Response):
         registry: StreamRegistry,
         *,
         keepalive_s: float,
+        send_timeout_s: float = 30.0,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.background = None
@@ -66,6 +80,10 @@ class JobResponse(Response):
         self.encoding = encoding
         self.registry = registry
         self.keepalive_s = keepalive_s
+        self.send_timeout_s = send_timeout_s
+        # When the send in progress began (loop time): a client that takes nothing for
+        # `send_timeout_s` is dropped like one that disconnected.
+        self._sending_since: float | None = None
         self.out_headers = {"X-Translation-Id": job.record.id, **(extra_headers or {})}
         self._producer: asyncio.Task[None] | None = None
         self._started = False
@@ -77,12 +95,17 @@ class JobResponse(Response):
             self.job.abort(error)
             self._producer.cancel()
 
+    async def ended(self) -> None:
+        if self._producer is not None:
+            await asyncio.wait({self._producer})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        producer = asyncio.create_task(self._produce(send))
+        producer = asyncio.create_task(self._produce(self._timed(send)))
         watcher = asyncio.create_task(self._watch(receive, send))
         self._producer = producer
         self.registry.active.add(self)
         metrics.stream_opened()
+        self.registry.running[self.job.record.id] = self
         try:
             done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if producer in done:
@@ -100,20 +123,44 @@ class JobResponse(Response):
             self.registry.active.discard(self)
             metrics.stream_closed()
             self.job.release()
+            self.registry.running.pop(self.job.record.id, None)
+
+    def _timed(self, send: Send) -> Send:
+        loop = asyncio.get_running_loop()
+
+        async def timed_send(message: Message) -> None:
+            self._sending_since = loop.time()
+            await send(message)
+            self._sending_since = None
+
+        return timed_send
 
     async def _watch(self, receive: Receive, send: Send) -> None:
         seen = -1
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 message = await asyncio.wait_for(receive(), self.keepalive_s)
             except TimeoutError:
+                since = self._sending_since
+                if since is not None and loop.time() - since > self.send_timeout_s:
+                    log.warning("client_too_slow", id=self.job.record.id)
+                    return  # as if it had left: the job stops, its record ends cancelled
                 if (
                     self._started
                     and not self._ended
                     and self.encoding != "json"
                     and seen == self._sent
+                    and since is None
                 ):
-                    await send({"type": "http.response.body", "body": PING, "more_body": True})
+                    try:
+                        async with asyncio.timeout(self.send_timeout_s):
+                            await send(
+                                {"type": "http.response.body", "body": PING, "more_body": True}
+                            )
+                    except TimeoutError:
+                        log.warning("client_too_slow", id=self.job.record.id)
+                        return
                 seen = self._sent
                 continue
             if message["type"] == "http.disconnect":
@@ -121,7 +168,7 @@ class JobResponse(Response):
 
     async def _start(self, send: Send, status: int = 200) -> None:
         headers = [
-            *_SSE_HEADERS,
+            *SSE_HEADERS,
             *((k.lower().encode(), v.encode()) for k, v in self.out_headers.items()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -1,13 +1,14 @@
 """Any OpenAI-compatible chat server: OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM, Azure.
 
-The official SDK is the authority on how a request is addressed and authenticated (base URL,
-API key, its default headers) and on what an error answer means: a non-2xx answer is turned
-into the SDK's own typed exception by the SDK itself. The streaming request is sent with
-aiohttp (a transport the SDK itself offers as an option), to a URL and with headers the SDK
-computed once, merged in the SDK's order: building each request through the SDK's generic
-machinery cost about 1.6 ms before the first token, more than everything else on that path
-together. The body is read per network read and parsed with orjson, a fraction of the cost of
-the SDK's pydantic chunk objects.
+The official SDK is the authority on how a request is addressed and authenticated and on what
+an error answer means: a non-2xx answer is turned into the SDK's own typed exception by the
+SDK itself. The streaming request is sent with aiohttp (a transport the SDK itself offers as an
+option): building each request through the SDK's generic machinery cost about 1.6 ms before
+the first token, more than everything else on that path together. Its address is still read
+from the SDK client on every request (base URL, `default_query` such as Azure's
+`api-version`, the key from an `api_key` provider, auth and default headers), a few
+microseconds, so that a client whose credentials rotate or that a caller configured keeps
+working. The body is parsed by `chat_stream.ChatStreamParser`, this module does the network.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx2
@@ -29,7 +30,8 @@ from dragoman.config import DEFAULT_OPENAI_MODEL, Settings
 from dragoman.errors import DragomanError, UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from dragoman.languages import GENERAL_LANGUAGES, LanguageCatalog
 from dragoman.prompts import TranslationTask, chat_messages
-from dragoman.providers.base import Queued, StreamState, Usage
+from dragoman.providers.base import Queued, StreamState
+from dragoman.providers.chat_stream import ChatStreamParser, UpstreamReportedError
 
 log = structlog.get_logger(__name__)
 
@@ -41,17 +43,24 @@ class OpenAIProvider:
     name = "openai"
     needs_source_lang = False
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: openai.AsyncOpenAI | None = None) -> None:
+        """`client`: an SDK client configured by the caller (say an `AsyncAzureOpenAI`, or one
+        with an `api_key` provider); by default one built from the settings.
+
+        What of the client applies to the stream: its base URL, `default_query`, `api_key`
+        (a key provider is called before every stream), `auth_headers` and `default_headers`.
+        What does not: a custom `http_client` (the stream goes through this module's aiohttp
+        session; only model listing and readiness probes use the SDK's transport), Azure AD
+        token providers and `provider=` request transforms (both run inside the SDK's request
+        preparation, which the stream skips). Such clients need the key in `api_key`."""
         self._settings = settings
         self._model = settings.model
         self.languages = LanguageCatalog(GENERAL_LANGUAGES)
-        self._client = openai.AsyncOpenAI(
+        self._client = client or openai.AsyncOpenAI(
             api_key=settings.resolved_api_key(),
             base_url=settings.openai_base_url,
             max_retries=0,
         )
-        self._url = f"{self._client.base_url}chat/completions"
-        self._headers = _sdk_headers(self._client)
         # The first-token and idle timeouts are enforced by the caller; the socket read
         # timeout is only a backstop that must not cut either short.
         self._timeout = aiohttp.ClientTimeout(
@@ -69,7 +78,7 @@ class OpenAIProvider:
             # HTTP(S)_PROXY and NO_PROXY apply, as they do to the SDK's own requests; read once
             # here (aiohttp's `trust_env` reads the environment and ~/.netrc on every request,
             # about 0.3 ms).
-            proxy = _env_proxy(self._url)
+            proxy = _env_proxy(str(self._client.base_url))
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=15.0),
                 timeout=self._timeout,
@@ -133,52 +142,28 @@ class OpenAIProvider:
             "temperature": 0,
         }
         try:
+            url, headers = await self._address()
             response = await self._http().post(
-                self._url, data=orjson.dumps(body), headers=self._headers, allow_redirects=False
+                url, data=orjson.dumps(body), headers=headers, allow_redirects=False
             )
             try:
                 if response.status >= 300:
-                    raise await self._status_error(response)
-                finished = done = False
-                rest = b""
-                # Every network read yields the pieces it completed, as one batch: under load
-                # a read carries many pieces and the layers above handle them at once.
+                    raise await self._status_error(response, url)
+                parser = ChatStreamParser()
+                # Every network read yields the pieces it completed, as one batch (the first
+                # piece alone): under load a read carries many pieces and the layers above
+                # handle them at once.
                 chunks = response.content.iter_any()
                 async for data in chunks:
-                    lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
-                    rest = lines.pop()
-                    payloads = [line[5:].strip() for line in lines if line.startswith(b"data:")]
-                    if b"[DONE]" in payloads:
-                        payloads = payloads[: payloads.index(b"[DONE]")]
-                        finished = done = True
-                    start = 0
-                    if not sent_any:
-                        # The first piece goes out before the rest of its read is parsed.
-                        batch: list[str] = []
-                        while start < len(payloads) and not batch:
-                            chunk = _parse(payloads[start])
-                            start += 1
-                            finished = self._read_chunk(chunk, state, batch) or finished
-                        if batch:
-                            sent_any = True
-                            yield batch
-                    if start < len(payloads):
-                        # The rest of the read: one parse for all its chunks.
-                        batch = []
-                        rest_of_read = payloads[start:]
-                        parsed = _parse(b"[" + b",".join(rest_of_read) + b"]")
-                        if len(parsed) != len(rest_of_read):  # an empty or a doubled payload
-                            raise UpstreamError("The translation model sent a malformed stream.")
-                        for chunk in parsed:
-                            finished = self._read_chunk(chunk, state, batch) or finished
-                        if batch:
-                            sent_any = True
-                            yield batch
-                    if done:
+                    for batch in parser.feed(data):
+                        sent_any = True
+                        yield batch
+                    if parser.done:
                         await _read_to_end(chunks)
                         break
-                if not finished:
-                    raise UpstreamError("The translation model's stream ended early.")
+                if parser.usage is not None:
+                    state.usage = parser.usage
+                parser.end()
             finally:
                 # A response read to its end gives its connection back for the next request;
                 # an unfinished one is closed, which is what stops the upstream.
@@ -186,6 +171,9 @@ class OpenAIProvider:
                     response.release()
                 else:
                     response.close()
+        except UpstreamReportedError as exc:
+            log.warning("upstream_error_event", error=_short(exc.detail))
+            raise
         except DragomanError:
             raise
         except openai.RateLimitError as exc:
@@ -210,7 +198,20 @@ class OpenAIProvider:
             log.warning("upstream_failed", error=type(exc).__name__, detail=str(exc)[:200])
             raise UpstreamError("The translation model could not be reached or broke off.") from exc
 
-    async def _status_error(self, response: aiohttp.ClientResponse) -> openai.APIStatusError:
+    async def _address(self) -> tuple[str, dict[str, str]]:
+        """The stream's URL and headers as the SDK would address them now."""
+        client = self._client
+        if client._api_key_provider is not None:  # rotating credentials: a fresh key
+            await client._refresh_api_key()
+        url = f"{client.base_url}chat/completions"
+        query = client.default_query
+        if query:
+            url += "?" + client.qs.stringify(cast(Any, query))
+        return url, _sdk_headers(client)
+
+    async def _status_error(
+        self, response: aiohttp.ClientResponse, url: str
+    ) -> openai.APIStatusError:
         """The SDK's own exception for an error answer (its status-to-class mapping and its
         reading of the error body), as if the SDK had sent the request."""
         content = b""
@@ -233,31 +234,9 @@ class OpenAIProvider:
             response.status,
             headers=headers,
             content=content,
-            request=httpx2.Request("POST", self._url),
+            request=httpx2.Request("POST", url),
         )
         return self._client._make_status_error_from_response(answer)
-
-    @staticmethod
-    def _read_chunk(chunk: Any, state: StreamState, batch: list[str]) -> bool:
-        """Add a chunk's text to `batch`; True when the chunk finishes the choice."""
-        if type(chunk) is not dict:
-            raise UpstreamError("The translation model sent a malformed stream.")
-        if "error" in chunk:
-            log.warning("upstream_error_event", error=_short(chunk["error"]))
-            raise UpstreamError("The translation model reported an error.")
-        usage = chunk.get("usage")
-        if usage:
-            state.usage = Usage(
-                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            )
-        finished = False
-        for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                batch.append(content)
-            if choice.get("finish_reason"):
-                finished = True
-        return finished
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -275,13 +254,6 @@ async def _read_to_end(chunks: AsyncIterator[bytes]) -> None:
                 pass
     except (TimeoutError, aiohttp.ClientError):
         pass
-
-
-def _parse(payload: bytes) -> Any:
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError("The translation model sent a malformed stream.") from exc
 
 
 def _env_proxy(url: str) -> yarl.URL | None:

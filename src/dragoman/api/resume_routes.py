@@ -1,0 +1,159 @@
+"""Routes of resumable translations and cancel requests.
+
+`POST /v1/translations` with `"resumable": true` is answered by `resumable_response` (called from
+the translation route); the events and cancel endpoints are here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from dragoman.api.deps import OwnerDep, StoreDep
+from dragoman.api.listen import LogResponse
+from dragoman.api.schemas import CancelOut, ErrorOut, TranslationCreate
+from dragoman.errors import InvalidRequest, NotFound, NotResumable, ResumeExpired, ShuttingDown
+from dragoman.records.store import ANYONE, Owner, RecordStore
+from dragoman.resumable.log import EventLog, is_resumable_id, resumable_id
+from dragoman.resumable.run import ResumableRun
+from dragoman.resumable.service import Resumption
+from dragoman.service import TranslationRequest, Translator
+
+router = APIRouter()
+_SSE: dict[str, Any] = {"content": {"text/event-stream": {}}}
+
+
+async def resumable_response(request: Request, body: TranslationCreate) -> LogResponse:
+    if not body.stream:
+        raise InvalidRequest("resumable: only a streamed translation (stream: true) resumes.")
+    state = request.app.state
+    translator: Translator = state.translator
+    if state.registry.stopping:
+        raise ShuttingDown()
+    job = await translator.submit(
+        TranslationRequest(
+            text=body.text,
+            target_lang=body.target_lang,
+            source_lang=body.source_lang,
+            script_id=body.script_id,
+            key=request.state.api_key,
+            record_id=resumable_id(),
+        )
+    )
+    resumption: Resumption = state.resumption
+    run = resumption.start_run(job)
+    return _listener(resumption, run.id, run.log, after=-1, run=run, wait_first=True)
+
+
+def _listener(
+    resumption: Resumption,
+    translation_id: str,
+    events_log: EventLog,
+    *,
+    after: int,
+    run: ResumableRun | None,
+    wait_first: bool,
+) -> LogResponse:
+    settings = resumption.settings
+    return LogResponse(
+        translation_id,
+        events_log,
+        resumption.logs,
+        after=after,
+        run=run,
+        wait_first=wait_first,
+        keepalive_s=settings.keepalive_s,
+        grace_s=settings.resume_grace_s,
+        send_timeout_s=settings.send_timeout_s,
+    )
+
+
+@router.get(
+    "/v1/translations/{translation_id}/events",
+    summary="Follow a resumable translation: its events after `Last-Event-ID`, then live",
+    responses={200: _SSE, **{s: {"model": ErrorOut} for s in (404, 409, 410, 422)}},
+    response_class=Response,
+)
+async def translation_events(
+    translation_id: str,
+    request: Request,
+    store: StoreDep,
+    owner: OwnerDep,
+    last_event_id: Annotated[int | None, Query(ge=-1, le=2**31)] = None,
+) -> Any:
+    after = -1 if last_event_id is None else last_event_id
+    header = request.headers.get("last-event-id")
+    if header is not None and header.strip():  # the header wins, as EventSource sends it
+        try:
+            after = int(header)
+        except ValueError:
+            raise InvalidRequest("Last-Event-ID: not an event id of this stream.") from None
+        after = max(after, -1)
+    resumption: Resumption = request.app.state.resumption
+    if not await _visible(translation_id, owner, store, resumption):
+        raise NotFound()
+    events_log = await resumption.logs.open(translation_id) if len(translation_id) <= 64 else None
+    if events_log is None:
+        record = await store.get(translation_id) if len(translation_id) <= 64 else None
+        if record is None:
+            raise NotFound()
+        if not is_resumable_id(translation_id):
+            raise NotResumable()
+        raise ResumeExpired()
+    run = resumption.runs.get(translation_id)
+    return _listener(resumption, translation_id, events_log, after=after, run=run, wait_first=False)
+
+
+@router.post(
+    "/v1/translations/{translation_id}/cancel",
+    status_code=202,
+    response_model=CancelOut,
+    responses={404: {"model": ErrorOut}},
+)
+async def cancel_translation(
+    translation_id: str, request: Request, store: StoreDep, owner: OwnerDep
+) -> Any:
+    resumption: Resumption = request.app.state.resumption
+    if not await _visible(translation_id, owner, store, resumption):
+        raise NotFound()  # another key's translation is not there for this one
+    status = await resumption.cancel_local(translation_id)
+    if status is None:
+        record = await store.get(translation_id) if len(translation_id) <= 64 else None
+        if record is None:
+            raise NotFound()
+        status = record["status"]
+        if status == "streaming" and await resumption.publish_cancel(translation_id):
+            # Another process runs it: its answer is the record once stored as stopped.
+            status = await _status_once_finished(store, translation_id)
+    return JSONResponse({"id": translation_id, "status": status}, status_code=202)
+
+
+async def _visible(
+    translation_id: str, owner: Owner, store: RecordStore, resumption: Resumption
+) -> bool:
+    """Whether the caller's key may see this translation (any, when keys are off)."""
+    if owner is ANYONE:
+        return True
+    running = resumption.runs.get(translation_id) or resumption.registry.running.get(translation_id)
+    if running is not None:
+        return running.job.record.key_id == owner
+    if len(translation_id) > 64:
+        return False
+    return await store.get(translation_id, owner=owner) is not None
+
+
+async def _status_once_finished(store: RecordStore, translation_id: str) -> str:
+    status = "streaming"
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5.0):
+            while True:
+                record = await store.get(translation_id)
+                status = record["status"] if record else status
+                if status != "streaming":
+                    break
+                await asyncio.sleep(0.05)
+    return status

@@ -1,0 +1,1 @@
+"""Resumable translations: their events kept for replay, listeners, cancel requests."""

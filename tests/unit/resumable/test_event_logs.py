@@ -1,0 +1,136 @@
+"""Event logs on their own: in memory, and in Redis Streams when DRAGOMAN_TEST_REDIS_URL is set."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as redis
+
+from dragoman.resumable.log import EventLogs, is_resumable_id, resumable_id
+from dragoman.resumable.memory_log import MemoryEventLogs
+from dragoman.resumable.redis_log import RedisEventLogs
+
+REDIS_URL = os.environ.get("DRAGOMAN_TEST_REDIS_URL")
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def logs(request: pytest.FixtureRequest) -> AsyncIterator[EventLogs]:
+    if request.param == "memory":
+        yield MemoryEventLogs(window_s=0.2)
+        return
+    if not REDIS_URL:
+        pytest.skip("DRAGOMAN_TEST_REDIS_URL is not set")
+    client = redis.Redis.from_url(REDIS_URL)
+    yield RedisEventLogs(client, window_s=0.2, grace_s=0.2)
+    await client.aclose()
+
+
+def _event(n: int) -> bytes:
+    return b"id: %d\nevent: delta\ndata: {}\n\n" % n
+
+
+async def _collect(logs: EventLogs, translation_id: str, after: int) -> list[bytes]:
+    log = await logs.open(translation_id)
+    assert log is not None
+    out: list[bytes] = []
+    async for batch in log.follow(after, idle_s=0.05):
+        out += batch
+    return out
+
+
+def test_resumable_ids_are_marked_and_fit_the_id_column() -> None:
+    ids = {resumable_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(is_resumable_id(i) and len(i) == 32 for i in ids)
+    assert not is_resumable_id(uuid.uuid4().hex)
+
+
+async def test_follow_replays_after_an_id_then_follows_to_the_end(logs: EventLogs) -> None:
+    translation_id = resumable_id()
+    log = logs.create(translation_id)
+    await log.append([_event(0), _event(1), _event(2)])
+    follower = asyncio.create_task(_collect(logs, translation_id, after=0))
+    await log.append([_event(3)])
+    await log.append([_event(4)], end=True)
+    await logs.finished(translation_id)
+    assert await follower == [_event(n) for n in range(1, 5)]
+    assert await _collect(logs, translation_id, after=-1) == [_event(n) for n in range(5)]
+    assert await _collect(logs, translation_id, after=4) == []
+
+
+async def test_idle_followers_get_empty_batches_for_keep_alives(logs: EventLogs) -> None:
+    translation_id = resumable_id()
+    log = logs.create(translation_id)
+    await log.append([_event(0)])
+    opened = await logs.open(translation_id)
+    assert opened is not None
+    batches = opened.follow(0, idle_s=0.05)
+    assert await anext(batches) == []
+    await log.append([_event(1)], end=True)
+    assert await anext(batches) == [_event(1)]
+    with pytest.raises(StopAsyncIteration):
+        await anext(batches)
+
+
+async def test_a_finished_log_is_dropped_after_the_window(logs: EventLogs) -> None:
+    translation_id = resumable_id()
+    log = logs.create(translation_id)
+    await log.append([_event(0)], end=True)
+    await logs.finished(translation_id)
+    assert await logs.open(translation_id) is not None
+    for _ in range(200):
+        if await logs.open(translation_id) is None:
+            break
+        await asyncio.sleep(0.02)
+    assert await logs.open(translation_id) is None
+
+
+async def test_discard_drops_at_once(logs: EventLogs) -> None:
+    translation_id = resumable_id()
+    log = logs.create(translation_id)
+    await log.append([_event(0)])
+    await logs.discard(translation_id)
+    assert await logs.open(translation_id) is None
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="DRAGOMAN_TEST_REDIS_URL is not set")
+async def test_a_redis_log_whose_process_stopped_ends_interrupted() -> None:
+    assert REDIS_URL is not None
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        logs = RedisEventLogs(client, window_s=60, grace_s=1)
+        translation_id = resumable_id()
+        log = logs.create(translation_id)
+        await log.append([_event(0), _event(1)])
+        # What a dead process leaves: no final event, and no heartbeat any more.
+        await client.delete(f"dragoman:events:{translation_id}:alive")
+        events = await _collect(logs, translation_id, after=0)
+        assert events[0] == _event(1)
+        assert events[1].startswith(b"id: 2\nevent: error\n") and b'"interrupted"' in events[1]
+        assert len(events) == 2
+        await logs.discard(translation_id)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="DRAGOMAN_TEST_REDIS_URL is not set")
+async def test_redis_listener_marks_expire_with_the_grace_time() -> None:
+    assert REDIS_URL is not None
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        logs = RedisEventLogs(client, window_s=60, grace_s=0.2)
+        translation_id = resumable_id()
+        assert not await logs.was_listened(translation_id)
+        await logs.mark_listened(translation_id)
+        assert await logs.was_listened(translation_id)
+        for _ in range(100):
+            if not await logs.was_listened(translation_id):
+                break
+            await asyncio.sleep(0.02)
+        assert not await logs.was_listened(translation_id)
+    finally:
+        await client.aclose()
