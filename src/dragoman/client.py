@@ -64,6 +64,8 @@ class TranslationRecord(TypedDict):
     first_token_ms: int | None
     total_ms: int | None
     key_id: str | None
+    segment_index: int | None
+    glossary_misses: list[str] | None
 
 
 class DragomanClientError(Exception):

@@ -74,7 +74,11 @@ def _is_json(content_type: str) -> bool:
 
 
 def validate_script_id_header(value: str) -> str:
+    return validate_script_id(value, "header", "x-script-id")
+
+
+def validate_script_id(value: str, *loc: str) -> str:
     try:
         return _script_id.validate_python(value)
     except ValidationError as exc:
-        raise _located(exc, "header", "x-script-id") from None
+        raise _located(exc, *loc) from None

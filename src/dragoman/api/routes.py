@@ -16,6 +16,7 @@ from dragoman.api.deps import (
     StoreDep,
     TranslatorDep,
     read_body,
+    validate_script_id,
     validate_script_id_header,
 )
 from dragoman.api.errors import error_response
@@ -24,6 +25,7 @@ from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
     ErrorOut,
     LanguagesOut,
+    SegmentCreate,
     TranslateCompatIn,
     TranslationCreate,
     TranslationPage,
@@ -119,6 +121,30 @@ async def create_translation(request: Request) -> Any:
             source_lang=body.source_lang,
             script_id=body.script_id,
             key=request.state.api_key,
+        ),
+    )
+
+
+@router.post(
+    "/v1/scripts/{script_id}/segments",
+    summary="Translate a script's next segment, with its previous segments and glossary",
+    responses={200: {"model": TranslationPublic, **_SSE}, **_ERRORS},
+    response_class=Response,
+    openapi_extra={"requestBody": _json_body(SegmentCreate)},
+)
+async def create_segment(request: Request, script_id: str) -> Any:
+    script_id = validate_script_id(script_id, "path", "script_id")
+    body = await read_body(request, SegmentCreate)
+    return await _job_response(
+        request,
+        "events" if body.stream else "json",
+        TranslationRequest(
+            text=body.text,
+            target_lang=body.target_lang,
+            source_lang=body.source_lang,
+            script_id=script_id,
+            key=request.state.api_key,
+            segment=True,
         ),
     )
 

@@ -32,6 +32,20 @@ class TranslationCreate(BaseModel):
     stream: StrictBool = True
 
 
+class SegmentCreate(BaseModel):
+    """Body of `POST /v1/scripts/{script_id}/segments`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: StrictStr
+    target_lang: StrictStr = Field(examples=["ko"])
+    source_lang: StrictStr | None = Field(default=None, examples=["en", "auto"])
+    stream: StrictBool = True
+    resumable: StrictBool = Field(
+        default=False, description="Accepted; streams are not resumable on this server yet."
+    )
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -63,6 +77,14 @@ class TranslationPublic(BaseModel):
     total_ms: int | None
     key_id: str | None = Field(
         description="The API key that asked for it (`null` when keys are off)."
+    )
+    segment_index: int | None = Field(
+        description="Order of a script segment per script and target language, from 0 "
+        "(`null` outside `/v1/scripts/{script_id}/segments` and `/v1/subtitles`)."
+    )
+    glossary_misses: list[str] | None = Field(
+        description="Source terms of the glossary entries that applied but whose target term "
+        "is not in the translation (`null` when no entry applied)."
     )
 
 
