@@ -29,6 +29,7 @@ from dragoman.keys import KeyStore
 from dragoman.logging import configure_logging
 from dragoman.quotas import Quotas
 from dragoman.records.store import RecordStore
+from dragoman.scripts import Scripts
 from dragoman.service import build_translator
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = KeyStore(store.engine)
         app.state.registry = registry
         app.state.translator = translator
+        app.state.scripts = Scripts(translator.scripts, provider.languages)
         background = [
             asyncio.create_task(_start_provider(provider)),
             asyncio.create_task(asyncio.to_thread(translator.detector.warm_up)),

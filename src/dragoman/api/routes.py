@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
 from dragoman import metrics
 from dragoman.api.deps import (
     OwnerDep,
+    ScriptsDep,
     StoreDep,
     TranslatorDep,
     read_body,
@@ -24,6 +26,8 @@ from dragoman.api.require_key import bearer_token
 from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
     ErrorOut,
+    GlossaryIn,
+    GlossaryOut,
     LanguagesOut,
     SegmentCreate,
     TranslateCompatIn,
@@ -147,6 +151,32 @@ async def create_segment(request: Request, script_id: str) -> Any:
             segment=True,
         ),
     )
+
+
+ScriptIdPath = Annotated[str, PathParam(pattern=SCRIPT_ID_PATTERN, max_length=128)]
+
+
+@router.put(
+    "/v1/scripts/{script_id}/glossary",
+    response_model=GlossaryOut,
+    responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    openapi_extra={"requestBody": _json_body(GlossaryIn)},
+)
+async def put_glossary(
+    request: Request, script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep
+) -> Any:
+    body = await read_body(request, GlossaryIn)
+    entries = [entry.model_dump() for entry in body.entries]
+    return JSONResponse(await scripts.put_glossary(script_id, owner, entries))
+
+
+@router.get(
+    "/v1/scripts/{script_id}/glossary",
+    response_model=GlossaryOut,
+    responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+)
+async def get_glossary(script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep) -> Any:
+    return JSONResponse(await scripts.glossary(script_id, owner))
 
 
 @router.get(

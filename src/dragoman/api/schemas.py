@@ -46,6 +46,38 @@ class SegmentCreate(BaseModel):
     )
 
 
+Term = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+
+
+class GlossaryEntryIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    source: Term = Field(examples=["dragoman"])
+    target: Term = Field(examples=["통역사"])
+    target_lang: StrictStr = Field(examples=["ko"])
+
+
+class GlossaryIn(BaseModel):
+    """Body of `PUT /v1/scripts/{script_id}/glossary`: the whole glossary."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    entries: list[GlossaryEntryIn] = Field(max_length=500)
+
+
+class GlossaryOut(BaseModel):
+    script_id: str
+    entries: list[GlossaryEntryIn]
+
+
+class ScriptOut(BaseModel):
+    script_id: str
+    segments: int
+    target_langs: list[str]
+    created_at: str
+    updated_at: str
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
