@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -29,6 +29,7 @@ from dragoman.api.schemas import (
     GlossaryIn,
     GlossaryOut,
     LanguagesOut,
+    ScriptOut,
     SegmentCreate,
     TranslateCompatIn,
     TranslationCreate,
@@ -37,6 +38,7 @@ from dragoman.api.schemas import (
 )
 from dragoman.api.streaming import JobResponse, StreamRegistry
 from dragoman.errors import NotFound, NotReady, ShuttingDown, Unauthorized
+from dragoman.scripts import EXPORT_MEDIA_TYPES
 from dragoman.service import TranslationRequest, Translator
 
 router = APIRouter()
@@ -177,6 +179,37 @@ async def put_glossary(
 )
 async def get_glossary(script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep) -> Any:
     return JSONResponse(await scripts.glossary(script_id, owner))
+
+
+@router.get(
+    "/v1/scripts/{script_id}",
+    response_model=ScriptOut,
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+)
+async def get_script(script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep) -> Any:
+    return JSONResponse(await scripts.info(script_id, owner))
+
+
+@router.get(
+    "/v1/scripts/{script_id}/export",
+    summary="The succeeded segments in order: plain text, JSON lines (records), SRT or WebVTT",
+    response_class=Response,
+    responses={
+        200: {"content": {media: {} for media in EXPORT_MEDIA_TYPES.values()}},
+        404: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+async def export_script(
+    script_id: ScriptIdPath,
+    scripts: ScriptsDep,
+    owner: OwnerDep,
+    target_lang: Annotated[str, Query(max_length=64)],
+    format: Annotated[Literal["txt", "jsonl", "srt", "vtt"], Query()] = "txt",
+) -> Response:
+    content = await scripts.export(script_id, owner, target_lang, format)
+    return Response(content, media_type=EXPORT_MEDIA_TYPES[format])
 
 
 @router.get(

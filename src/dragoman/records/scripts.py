@@ -173,7 +173,7 @@ class ScriptStore:
         }
 
     async def segments(
-        self, script_id: str, target_lang: str, owner: Owner
+        self, script_id: str, owner: Owner, target_lang: str
     ) -> list[tuple[dict[str, Any], Cue | None]]:
         """The succeeded segments in this target language, in order, each with its subtitle
         cue when it came from a subtitle file."""
