@@ -75,6 +75,8 @@ class TranslationRequest:
     # glossary in the prompt. `cue`: its place in a subtitle file.
     segment: bool = False
     cue: Cue | None = None
+    # The key's limits were already applied to a larger whole (a subtitle file's cues).
+    admitted: bool = False
 
 
 class Translator:
@@ -98,15 +100,15 @@ class Translator:
     async def submit(self, request: TranslationRequest) -> Job:
         """Validate and admit a request. Raises before anything is stored (422, 413,
         `RateLimited`, `QueueFull`)."""
-        self._check_text(request.text)
-        target_lang, source_lang = self._resolve_languages(
+        self.check_text(request.text)
+        target_lang, source_lang = self.resolve_languages(
             request.target_lang, request.source_lang, allow_names=request.allow_names
         )
         task = TranslationTask(text=request.text, target_lang=target_lang, source_lang=source_lang)
         if request.segment:
             await self._add_script_prompt(request, task)
         lease = None
-        if self.quotas is not None and request.key is not None:
+        if self.quotas is not None and request.key is not None and not request.admitted:
             lease = await self.quotas.admit(request.key, len(request.text))
         state = StreamState()
         try:
@@ -165,7 +167,7 @@ class Translator:
                 raise DatabaseUnavailable() from exc
             raise
 
-    def _resolve_languages(
+    def resolve_languages(
         self, target: str, source: str | None, *, allow_names: bool
     ) -> tuple[str, str | None]:
         catalog = self.provider.languages
@@ -175,7 +177,7 @@ class Translator:
             source_tag = catalog.resolve(source, field="source_lang", allow_names=allow_names)
         return target_tag, source_tag
 
-    def _check_text(self, text: str) -> None:
+    def check_text(self, text: str) -> None:
         if not text.strip():
             raise InvalidRequestError("text: must not be empty or only whitespace.")
         if "\x00" in text:  # no database stores it in text (PostgreSQL refuses it)

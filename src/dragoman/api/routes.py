@@ -31,15 +31,19 @@ from dragoman.api.schemas import (
     LanguagesOut,
     ScriptOut,
     SegmentCreate,
+    SubtitlesCreate,
+    SubtitlesDone,
     TranslateCompatIn,
     TranslationCreate,
     TranslationPage,
     TranslationPublic,
 )
 from dragoman.api.streaming import JobResponse, StreamRegistry
+from dragoman.api.subtitle_stream import subtitle_response
 from dragoman.errors import NotFound, NotReady, ShuttingDown, Unauthorized
 from dragoman.scripts import EXPORT_MEDIA_TYPES
 from dragoman.service import TranslationRequest, Translator
+from dragoman.subtitles import SubtitleRun, SubtitlesRequest
 
 router = APIRouter()
 
@@ -210,6 +214,31 @@ async def export_script(
 ) -> Response:
     content = await scripts.export(script_id, owner, target_lang, format)
     return Response(content, media_type=EXPORT_MEDIA_TYPES[format])
+
+
+@router.post(
+    "/v1/subtitles",
+    summary="Translate an SRT or WebVTT file cue by cue as a script (`stream: true`: SSE)",
+    responses={200: {"model": SubtitlesDone, **_SSE}, **_ERRORS},
+    response_class=Response,
+    openapi_extra={"requestBody": _json_body(SubtitlesCreate)},
+)
+async def translate_subtitles(request: Request) -> Any:
+    body = await read_body(request, SubtitlesCreate)
+    if request.app.state.registry.stopping:
+        raise ShuttingDown()
+    run = SubtitleRun(
+        request.app.state.translator,
+        SubtitlesRequest(
+            content=body.content,
+            target_lang=body.target_lang,
+            source_lang=body.source_lang,
+            script_id=body.script_id,
+            format=body.format,
+            key=request.state.api_key,
+        ),
+    )
+    return await subtitle_response(run, stream=body.stream)
 
 
 @router.get(

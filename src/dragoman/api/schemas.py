@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -44,6 +44,29 @@ class SegmentCreate(BaseModel):
     resumable: StrictBool = Field(
         default=False, description="Accepted; streams are not resumable on this server yet."
     )
+
+
+class SubtitlesCreate(BaseModel):
+    """Body of `POST /v1/subtitles`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    content: StrictStr = Field(description="The SRT or WebVTT file.")
+    target_lang: StrictStr = Field(examples=["ko"])
+    source_lang: StrictStr | None = Field(default=None, examples=["en", "auto"])
+    script_id: ScriptId | None = Field(
+        default=None, description="The script the cues join; a new one when absent."
+    )
+    format: Literal["srt", "vtt"] | None = Field(
+        default=None, description="Detected from the content when absent."
+    )
+    stream: StrictBool = True
+
+
+class SubtitlesDone(BaseModel):
+    script_id: str
+    format: Literal["srt", "vtt"]
+    content: str
 
 
 Term = Annotated[StrictStr, Field(min_length=1, max_length=100)]
