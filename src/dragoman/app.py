@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from dragoman import __version__, metrics
+from dragoman.api import libretranslate
 from dragoman.api.body_limit import BodyLimit
 from dragoman.api.errors import install_error_handlers
 from dragoman.api.request_metrics import RequestMetrics
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = StreamRegistry()
         app.state.store = store
         app.state.keys = KeyStore(store.engine)
+        app.state.keys_required = keys_required(settings)
         app.state.registry = registry
         app.state.translator = translator
         app.state.scripts = Scripts(translator.scripts, provider.languages)
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(libretranslate.router)
     # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
     # last added runs first: CORS answers preflights before a key is asked for.
     app.add_middleware(RequireKey, required=keys_required(settings))
