@@ -4,9 +4,12 @@ coming back with the same cues, numbering and timings."""
 from __future__ import annotations
 
 import json
+import signal
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import srt
 import webvtt
 from httpx_sse import ServerSentEvent, connect_sse
@@ -14,6 +17,7 @@ from httpx_sse import ServerSentEvent, connect_sse
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import pieces_directive, wait_for_record
+from tests.test_process_lifecycle import ServeProcess, processes, serve_env  # noqa: F401
 from tests.test_script_segments import new_script, upstream_request
 
 SRT = """1
@@ -237,3 +241,54 @@ def test_a_client_that_leaves_cancels_the_cue_in_progress(
     assert wait_for_record(server.url, slow["id"], "cancelled")["status"] == "cancelled"
     later = client.get("/v1/translations", params={"script_id": script}).json()["items"]
     assert len(later) == 2  # the third cue never started
+
+
+def test_a_client_that_leaves_a_non_streamed_request_cancels_it(
+    server: ServerThread, fake: FakeOpenAI
+) -> None:
+    script = new_script()
+    tag = f"json-{script}"
+    content = SRT.replace("<font", f"[[slow:{tag}:200:0.1]] <font")
+    body = {"content": content, "script_id": script, "target_lang": "ko", "stream": False}
+    with httpx.Client(base_url=server.url, timeout=httpx.Timeout(30, read=1)) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/subtitles", json=body)
+    assert fake.closed_event(tag).wait(30)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        items = client.get("/v1/translations", params={"script_id": script}).json()["items"]
+    slow = next(r for r in items if r["segment_index"] == 1)
+    assert wait_for_record(server.url, slow["id"], "cancelled")["status"] == "cancelled"
+
+
+def test_sigterm_ends_a_subtitle_stream_in_band(
+    serve_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+    processes: list[ServeProcess],  # noqa: F811
+) -> None:
+    server = ServeProcess({**serve_env, "DRAGOMAN_SHUTDOWN_GRACE_S": "1"}, tmp_path)
+    processes.append(server)
+    script = new_script()
+    content = SRT.replace("<font", "[[slow:sub-term:400:0.05]] <font")
+    body = {"content": content, "script_id": script, "target_lang": "ko"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with connect_sse(client, "POST", "/v1/subtitles", json=body) as source:
+            events: list[ServerSentEvent] = []
+            signalled = False
+            for event in source.iter_sse():
+                events.append(event)
+                second = event.event == "delta" and json.loads(event.data)["cue"] == 2
+                if second and not signalled:  # once, at the second cue's first piece
+                    server.proc.send_signal(signal.SIGTERM)
+                    signalled = True
+    assert events[-1].event == "error"
+    assert json.loads(events[-1].data)["error"]["code"] == "shutting_down"
+    server.proc.wait(15)
+    restarted = ServeProcess(serve_env, tmp_path)
+    processes.append(restarted)
+    with httpx.Client(base_url=restarted.url) as reader:
+        items = reader.get("/v1/translations", params={"script_id": script}).json()["items"]
+    assert sorted((r["segment_index"], r["status"]) for r in items) == [
+        (0, "succeeded"),
+        (1, "failed"),
+    ]
+    assert next(r for r in items if r["segment_index"] == 1)["error"]["code"] == "shutting_down"

@@ -18,9 +18,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from dragoman.errors import DragomanError
 from dragoman.keys import ApiKey
 from dragoman.quotas import Lease
-from dragoman.service import Failed, Finished, TranslationRequest, Translator
+from dragoman.service import Failed, Finished, Job, TranslationRequest, Translator
 from dragoman.subtitle_files import ParsedCue, SubtitleFile, SubtitleFormat, cue_text
 
 SubtitleEvent = tuple[str, dict[str, Any]]
@@ -47,6 +48,13 @@ class SubtitleRun:
         self.file = SubtitleFile(request.content, request.format)
         self.script_id = request.script_id or new_script_id()
         self._lease: Lease | None = None
+        self._job: Job | None = None
+
+    def abort(self, error: DragomanError) -> None:
+        """Ended by the server (shutdown): the cue in progress is recorded as failed with this
+        error once its task is cancelled."""
+        if self._job is not None:
+            self._job.abort(error)
 
     async def admit(self) -> None:
         """Check every cue and the languages, then take the key's limits for the whole file;
@@ -113,7 +121,7 @@ class SubtitleRun:
 
     async def _translate(self, cue: ParsedCue) -> AsyncGenerator[str | _Done, None]:
         request = self.request
-        job = await self.translator.submit(
+        self._job = job = await self.translator.submit(
             TranslationRequest(
                 text=cue.text,
                 target_lang=request.target_lang,

@@ -238,7 +238,12 @@ async def translate_subtitles(request: Request) -> Any:
             key=request.state.api_key,
         ),
     )
-    return await subtitle_response(run, stream=body.stream)
+    return await subtitle_response(
+        run,
+        request.app.state.registry,
+        stream=body.stream,
+        keepalive_s=run.translator.settings.keepalive_s,
+    )
 
 
 @router.get(

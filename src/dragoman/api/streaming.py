@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 import structlog
@@ -36,11 +36,15 @@ _SSE_HEADERS = [
 ]
 
 
+class Abortable(Protocol):
+    def abort(self, error: DragomanError) -> None: ...
+
+
 class StreamRegistry:
-    """The open job responses, so that a shutdown can end them in-band."""
+    """The open job responses (and subtitle streams), so that a shutdown can end them in-band."""
 
     def __init__(self) -> None:
-        self.active: set[JobResponse] = set()
+        self.active: set[Abortable] = set()
         self.stopping = False
 
     def abort_all(self, error: DragomanError) -> None:
