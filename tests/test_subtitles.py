@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from httpx_sse import ServerSentEvent, connect_sse
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import pieces_directive, wait_for_record
+from tests.test_keys import bearer, create_key
 from tests.test_process_lifecycle import ServeProcess, processes, serve_env  # noqa: F401
 from tests.test_script_segments import new_script, upstream_request
 
@@ -292,3 +294,20 @@ def test_sigterm_ends_a_subtitle_stream_in_band(
         (1, "failed"),
     ]
     assert next(r for r in items if r["segment_index"] == 1)["error"]["code"] == "shutting_down"
+
+
+def test_a_file_counts_once_against_the_keys_limits(
+    make_server: Callable[..., ServerThread], db_url: str
+) -> None:
+    server = make_server(auth="keys")
+    _, one_request = create_key(db_url, "one", rpm=1)
+    _, few_chars = create_key(db_url, "few", cpm=20)
+    with httpx.Client(base_url=server.url, timeout=30, headers=bearer(one_request)) as client:
+        assert subtitles(client, {"content": SRT}).status_code == 200  # three cues, one request
+        again = subtitles(client, {"content": SRT})
+        assert again.status_code == 429 and again.json()["error"]["code"] == "rate_limited"
+    with httpx.Client(base_url=server.url, timeout=30, headers=bearer(few_chars)) as client:
+        script = new_script()
+        refused = subtitles(client, {"content": SRT, "script_id": script})
+        assert refused.status_code == 429 and "retry-after" in refused.headers
+        assert client.get("/v1/translations", params={"script_id": script}).json()["items"] == []
