@@ -70,7 +70,8 @@ def test_subprocess_against_server(
     server = make_server()
     source = tmp_path / "in.vtt"
     source.write_text("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nGood night.\n", encoding="utf-8")
-    env = {**os.environ, "DRAGOMAN_SERVER": server.url}
+    # A terminal as far as rich can tell: the progress bar is drawn on standard error.
+    env = {**os.environ, "DRAGOMAN_SERVER": server.url, "TTY_COMPATIBLE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "dragoman", "subtitles", str(source), "--to", "de"],
         env=env,
@@ -81,6 +82,7 @@ def test_subprocess_against_server(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nT:Good night.\n"
+    assert "subtitles" in done.stderr and "1/1" in done.stderr
     script = done.stderr.split("script ", 1)[1].split()[0]
     exported = subprocess.run(
         [sys.executable, "-m", "dragoman", "export", script, "--to", "de", "--format", "vtt"],

@@ -107,6 +107,7 @@ def run_subtitles(
             transient=True,
             disable=not stderr.is_terminal,
         )
+        done: dict[str, Any] | None = None
         with progress:
             bar = progress.add_task("cues", total=_cue_count(content))
             async with aclosing(events) as stream:
@@ -114,11 +115,13 @@ def run_subtitles(
                     if name == "cue":
                         progress.advance(bar)
                     elif name == "done":
-                        script = data["script_id"]
-                        stderr.print(f"script {script}", markup=False, highlight=False)
-                        result: str = data["content"]
-                        return result
-        raise TranslationFailed("connection_lost", "the translation ended without its file")
+                        done = data
+        if done is None:
+            raise TranslationFailed("connection_lost", "the translation ended without its file")
+        # Where the cues are now: `dragoman export` and the API find them under this id.
+        stderr.print(f"script {done['script_id']}", markup=False, highlight=False)
+        result: str = done["content"]
+        return result
 
     try:
         translated = asyncio.run(translate())
