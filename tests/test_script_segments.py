@@ -177,3 +177,26 @@ def test_a_key_sees_only_its_own_script(
         f"{server.url}/v1/scripts/{script}/segments", json={"text": "Hi", "target_lang": "ko"}
     )
     assert anonymous.status_code == 401
+
+
+def test_two_replicas_share_the_numbering_and_the_context(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    # Two servers on one database, as two replicas behind a load balancer.
+    replicas = [make_server(), make_server()]
+    script = new_script()
+
+    def one(i: int) -> dict[str, Any]:
+        with httpx.Client(base_url=replicas[i % 2].url, timeout=60) as client:
+            return segment(client, script, f"Segment {i} of {script}.")
+
+    with ThreadPoolExecutor(6) as pool:
+        records = list(pool.map(one, range(12)))
+    assert sorted(r["segment_index"] for r in records) == list(range(12))
+    with httpx.Client(base_url=replicas[1].url, timeout=30) as client:
+        last = segment(client, script, f"The end of {script}.")
+    assert last["segment_index"] == 12
+    by_index = sorted(records, key=lambda r: r["segment_index"])
+    assert turns(upstream_request(fake, f"The end of {script}.")) == [
+        (r["text"], r["translation"]) for r in by_index[-3:]
+    ]
