@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dragoman.records.models import GlossaryRow, SubtitleCueRow, TranslationRow
@@ -99,8 +99,7 @@ class ScriptStore:
                                 end_ms=cue.end_ms,
                             )
                         )
-            except (IntegrityError, OperationalError) as exc:
-                # OperationalError: SQLite's "database is locked" when a snapshot went stale.
+            except IntegrityError as exc:
                 if attempt == _INDEX_ATTEMPTS - 1:
                     raise
                 log.info("segment_index_retry", attempt=attempt, error=type(exc).__name__)
