@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import pieces_directive, v1_text
+from tests.helpers import pieces_directive, run_sql, v1_text
 from tests.test_keys import bearer, create_key
 
 
@@ -200,3 +200,25 @@ def test_two_replicas_share_the_numbering_and_the_context(
     assert turns(upstream_request(fake, f"The end of {script}.")) == [
         (r["text"], r["translation"]) for r in by_index[-3:]
     ]
+
+
+def test_a_database_outage_is_503_before_any_byte_and_nothing_is_left(
+    client: httpx.Client, db_url: str, fake: FakeOpenAI
+) -> None:
+    script = new_script()
+    segment(client, script, "Before the outage.")
+    run_sql(db_url, "ALTER TABLE translations RENAME TO translations_away")
+    text = f"During the outage {script}."
+    for stream in (True, False):
+        response = client.post(
+            f"/v1/scripts/{script}/segments",
+            json={"text": text, "target_lang": "ko", "stream": stream},
+        )
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "database_unavailable"
+    glossary = client.get(f"/v1/scripts/{script}/glossary")
+    assert glossary.status_code == 200  # another table
+    assert client.get(f"/v1/scripts/{script}").status_code == 503
+    run_sql(db_url, "ALTER TABLE translations_away RENAME TO translations")
+    assert not any(text in r["messages"][-1]["content"] for r in fake.requests)
+    assert segment(client, script, "After it.")["segment_index"] == 1
