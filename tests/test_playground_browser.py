@@ -199,4 +199,4 @@ def test_script_mode_streams_segments_with_context_and_edits_the_glossary(
     page.select_option("#target", "ko")
     page.get_by_label("Script (segments with context)").check()
     page.wait_for_function("document.querySelectorAll('#segments li').length === 2")
-    assert page.input_value("#glossary") == "dragoman = 통역사"
+    page.wait_for_function("document.getElementById('glossary').value === 'dragoman = 통역사'")

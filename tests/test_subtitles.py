@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import srt
 import webvtt
 from httpx_sse import ServerSentEvent, connect_sse
@@ -250,11 +251,20 @@ def test_a_client_that_leaves_a_non_streamed_request_cancels_it(
 ) -> None:
     script = new_script()
     tag = f"json-{script}"
-    content = SRT.replace("<font", f"[[slow:{tag}:200:0.1]] <font")
-    body = {"content": content, "script_id": script, "target_lang": "ko", "stream": False}
-    with httpx.Client(base_url=server.url, timeout=httpx.Timeout(30, read=1)) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            client.post("/v1/subtitles", json=body)
+    content = SRT.replace("<font", f"[[slow:{tag}:400:0.05]] <font")
+    body = json.dumps(
+        {"content": content, "script_id": script, "target_lang": "ko", "stream": False}
+    ).encode()
+    # A raw connection, closed once the second cue has reached the upstream.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(
+            b"POST /v1/subtitles HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        deadline = time.monotonic() + 30
+        while not any(tag in r["messages"][-1]["content"] for r in fake.requests):
+            assert time.monotonic() < deadline, "the second cue never reached the upstream"
+            time.sleep(0.05)
     assert fake.closed_event(tag).wait(30)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         items = client.get("/v1/translations", params={"script_id": script}).json()["items"]
