@@ -70,3 +70,12 @@ def test_cross_origin_requests_answered_alike(make_server: Callable[..., ServerT
             assert "access-control-allow-origin" not in direct.headers
             assert cross.headers["access-control-allow-origin"] == "https://app.example"
         assert client.get("/v1/translations").json()["items"] == []
+
+
+def test_preflight_allows_putting_a_glossary(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(cors_origins="https://app.example")
+    headers = {**PREFLIGHT, "Access-Control-Request-Method": "PUT"}
+    with httpx.Client(base_url=server.url) as client:
+        response = client.options("/v1/scripts/s1/glossary", headers=headers)
+        assert response.status_code == 200
+        assert "PUT" in response.headers["access-control-allow-methods"]

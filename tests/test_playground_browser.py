@@ -148,3 +148,57 @@ def test_asks_for_a_key_when_the_server_needs_one_and_keeps_it(
     page.reload()  # kept in the browser: no question this time
     page.wait_for_function("document.querySelectorAll('#history li').length === 1")
     assert page.is_hidden("#key-box")
+
+
+def test_script_mode_streams_segments_with_context_and_edits_the_glossary(
+    browser: Any, make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server()
+    page = _open(browser, server)
+    page.fill("#script", "browser-script")
+    page.select_option("#target", "ko")
+    page.get_by_label("Script (segments with context)").check()
+    page.wait_for_selector("#script-box", state="visible")
+
+    page.fill("#glossary", "dragoman = 통역사\nno separator here\n")
+    page.get_by_role("button", name="Save glossary", exact=True).click()
+    page.wait_for_function("document.querySelectorAll('#glossary-list li').length === 1")
+    glossary = httpx.get(f"{server.url}/v1/scripts/browser-script/glossary").json()
+    assert glossary["entries"] == [{"source": "dragoman", "target": "통역사", "target_lang": "ko"}]
+
+    page.fill("#text", "[[slow:browser-segment:6:0.15]]")
+    page.get_by_role("button", name="Translate segment", exact=True).click()
+    page.wait_for_function("document.querySelectorAll('#segments li').length === 1")
+    seen: list[str] = []
+    deadline = time.monotonic() + 20
+    while page.is_disabled("#translate") and time.monotonic() < deadline:
+        text = page.text_content("#segments li .translation") or ""
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
+        time.sleep(0.03)
+    assert len(seen) >= 3, seen  # the segment's translation grew in the list
+    assert page.input_value("#text") == ""  # ready for the next segment
+
+    page.fill("#text", "The dragoman speaks.")
+    page.get_by_role("button", name="Translate segment", exact=True).click()
+    page.wait_for_function(
+        "document.querySelectorAll('#segments li').length === 2"
+        " && document.getElementById('segments').textContent.includes('glossary missed: dragoman')"
+        " && !document.getElementById('translate').disabled"
+    )
+    translations = page.eval_on_selector_all(
+        "#segments li .translation", "items => items.map(i => i.textContent)"
+    )
+    assert translations == ["".join(f"p{i} " for i in range(6)), "T:The dragoman speaks."]
+    request = next(
+        r for r in fake.requests if "The dragoman speaks." in r["messages"][-1]["content"]
+    )
+    assert request["messages"][2]["content"] == translations[0]  # the first as context
+    assert "- dragoman → 통역사" in request["messages"][0]["content"]
+
+    page.reload()  # the segments come back from the server
+    page.wait_for_function("document.getElementById('target').options.length > 5")
+    page.select_option("#target", "ko")
+    page.get_by_label("Script (segments with context)").check()
+    page.wait_for_function("document.querySelectorAll('#segments li').length === 2")
+    page.wait_for_function("document.getElementById('glossary').value === 'dragoman = 통역사'")

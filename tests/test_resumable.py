@@ -293,3 +293,16 @@ def test_a_listener_on_another_replica_keeps_the_translation_running(
     assert events[-1].event == "done", events[-1].data
     assert _deltas(seen + events) == _upstream_text(200)
     assert not fake.closed_event(tag).is_set()
+
+
+def test_a_script_segment_can_be_resumable(server: ServerThread) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        body = {"text": "Hello class.", "target_lang": "ko", "source_lang": "en", "resumable": True}
+        with client.stream("POST", "/v1/scripts/lecture-r/segments", json=body) as response:
+            assert response.status_code == 200
+            translation_id = response.headers["x-translation-id"]
+            response.read()
+        replay = client.get(f"/v1/translations/{translation_id}/events")
+        assert replay.status_code == 200 and "event: done" in replay.text
+        record = client.get(f"/v1/translations/{translation_id}").json()
+        assert record["segment_index"] == 0 and record["status"] == "succeeded"

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from dragoman import __version__, metrics
+from dragoman.api import libretranslate
 from dragoman.api.body_limit import BodyLimit
 from dragoman.api.docs import install_offline_docs
 from dragoman.api.errors import install_error_handlers
@@ -33,6 +34,7 @@ from dragoman.logging import configure_logging
 from dragoman.quotas import Quotas
 from dragoman.records.store import RecordStore
 from dragoman.resumable.service import Resumption
+from dragoman.scripts import Scripts
 from dragoman.service import build_translator
 
 log = structlog.get_logger(__name__)
@@ -61,10 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = StreamRegistry()
         app.state.store = store
         app.state.keys = KeyStore(store.engine)
+        app.state.keys_required = keys_required(settings)
         app.state.registry = registry
         app.state.translator = translator
         resumption = app.state.resumption = Resumption(settings, registry)
         await resumption.start()
+        app.state.scripts = Scripts(translator.scripts, provider.languages)
         background = [
             asyncio.create_task(_start_provider(provider)),
             asyncio.create_task(asyncio.to_thread(translator.detector.warm_up)),
@@ -101,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(resume_router)
     document_bearer_keys(app)
+    app.include_router(libretranslate.router)
     # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The
     # last added runs first: CORS answers preflights before a key is asked for.
     app.add_middleware(RequireKey, required=require_keys)
@@ -109,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
             allow_headers=["authorization", "content-type", "x-script-id"],
             expose_headers=["x-translation-id", "retry-after"],
         )

@@ -1,4 +1,4 @@
-"""The `dragoman` command: serve, translate, history."""
+"""The `dragoman` command: serve, translate, history, subtitles, export, keys."""
 
 from __future__ import annotations
 
@@ -206,6 +206,63 @@ def history(
     raise typer.Exit(
         run_history(
             script_id=script, server=server, as_json=as_json, limit=limit, settings=settings
+        )
+    )
+
+
+@app.command()
+def subtitles(
+    path: Annotated[Path, typer.Argument(help="An SRT or WebVTT file.", metavar="FILE")],
+    to: Annotated[str, typer.Option("--to", help="Target language tag, e.g. ko.")],
+    source: Annotated[
+        str | None, typer.Option("--from", help="Source language; detected if absent.")
+    ] = None,
+    script: Annotated[
+        str | None, typer.Option("--script", help="Script id for the cues (default: a new one).")
+    ] = None,
+    server: ServerOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the translated file here, not stdout.")
+    ] = None,
+) -> None:
+    """Translate a subtitle file cue by cue, keeping its numbering and timings."""
+    from dragoman.subtitles_cli import run_subtitles
+
+    if not path.is_file():
+        _fail_usage(f"no such file: {path}")
+    settings = None if server else _settings_or_exit()
+    raise typer.Exit(
+        run_subtitles(
+            path=path,
+            to=to,
+            source=source,
+            script_id=script,
+            server=server,
+            out=out,
+            settings=settings,
+        )
+    )
+
+
+@app.command()
+def export(
+    script: Annotated[str, typer.Argument(help="The script's id.", metavar="SCRIPT_ID")],
+    to: Annotated[str, typer.Option("--to", help="Which translation: a language tag.")],
+    format: Annotated[
+        str, typer.Option("--format", help="txt, jsonl, or srt / vtt for subtitle scripts.")
+    ] = "txt",
+    server: ServerOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout.")] = None,
+) -> None:
+    """Write a script's translated segments, in order."""
+    from dragoman.subtitles_cli import run_export
+
+    if format not in ("txt", "jsonl", "srt", "vtt"):
+        _fail_usage("--format must be txt, jsonl, srt or vtt.")
+    settings = None if server else _settings_or_exit()
+    raise typer.Exit(
+        run_export(
+            script_id=script, to=to, format=format, server=server, out=out, settings=settings
         )
     )
 

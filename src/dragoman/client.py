@@ -8,7 +8,11 @@
 
 `stream()` yields each piece of the translation as it arrives (their concatenation is the
 record's `translation`, exactly); `translate()` returns the finished record; `history()` the
-records of a script, newest first. A server with keys on needs `api_key="dgm_..."`. Every
+records of a script, newest first. Scripts: `stream_segment()` / `translate_segment()`
+translate a script's next segment with its previous segments and glossary as context;
+`set_glossary()`, `glossary()`, `script()` and `export()` manage and read a script;
+`subtitles()` / `stream_subtitles()` translate an SRT or WebVTT file. A server with keys on
+needs `api_key="dgm_..."`. Every
 error the service can answer is raised as the subclass of `DragomanClientError` named after its
 code. Only httpx and httpx-sse are imported: no server, no model.
 """
@@ -19,6 +23,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, TypedDict
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
@@ -29,6 +34,7 @@ __all__ = [
     "ConnectionLost",
     "DatabaseUnavailable",
     "DragomanClientError",
+    "GlossaryEntry",
     "InternalError",
     "InvalidRequest",
     "NotFound",
@@ -36,8 +42,10 @@ __all__ = [
     "QueueFull",
     "RateLimited",
     "RequestTooLarge",
+    "ScriptInfo",
     "ServerUnreachable",
     "ShuttingDown",
+    "SubtitlesResult",
     "TextTooLong",
     "TranslationRecord",
     "Unauthorized",
@@ -64,6 +72,32 @@ class TranslationRecord(TypedDict):
     first_token_ms: int | None
     total_ms: int | None
     key_id: str | None
+    segment_index: int | None
+    glossary_misses: list[str] | None
+
+
+class GlossaryEntry(TypedDict):
+    source: str
+    target: str
+    target_lang: str
+
+
+class ScriptInfo(TypedDict):
+    script_id: str
+    segments: int
+    target_langs: list[str]
+    created_at: str
+    updated_at: str
+
+
+class SubtitlesResult(TypedDict):
+    script_id: str
+    format: str
+    content: str
+
+
+# A subtitle stream's event: its name (`start`, `delta`, `cue`, `done`) and its data.
+SubtitleEvent = tuple[str, dict[str, Any]]
 
 
 class DragomanClientError(Exception):
@@ -210,6 +244,41 @@ def _body(
     }
 
 
+def _segment_body(text: str, to: str, source: str | None, stream: bool) -> dict[str, Any]:
+    return {"text": text, "target_lang": to, "source_lang": source, "stream": stream}
+
+
+def _subtitles_body(
+    content: str,
+    to: str,
+    source: str | None,
+    script_id: str | None,
+    format: str | None,
+    stream: bool,
+) -> dict[str, Any]:
+    body = {"content": content, "target_lang": to, "source_lang": source, "stream": stream}
+    if script_id is not None:
+        body["script_id"] = script_id
+    if format is not None:
+        body["format"] = format
+    return body
+
+
+def _segments_url(script_id: str) -> str:
+    return f"/v1/scripts/{quote(script_id, safe='')}/segments"
+
+
+def _script_url(script_id: str, tail: str = "") -> str:
+    return f"/v1/scripts/{quote(script_id, safe='')}{tail}"
+
+
+def _subtitle_event(event: ServerSentEvent) -> SubtitleEvent:
+    data = json.loads(event.data)
+    if event.event == "error":
+        raise _error(data, 200)
+    return event.event, data
+
+
 def _history_params(
     script_id: str | None, limit: int | None, have: int, cursor: str | None
 ) -> dict[str, Any]:
@@ -276,12 +345,92 @@ class Client:
         self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
     ) -> Iterator[str]:
         """Each piece of the translation as it arrives; the record then is `last_record`."""
+        yield from self._pieces("/v1/translations", _body(text, to, source, script_id, True))
+
+    def stream_segment(
+        self, script_id: str, text: str, to: str, *, source: str | None = None
+    ) -> Iterator[str]:
+        """A script's next segment, piece by piece (with the script's previous segments and
+        glossary as context); its record then is `last_record`."""
+        yield from self._pieces(_segments_url(script_id), _segment_body(text, to, source, True))
+
+    def translate_segment(
+        self, script_id: str, text: str, to: str, *, source: str | None = None
+    ) -> TranslationRecord:
+        record: TranslationRecord = self._request(
+            "POST", _segments_url(script_id), json=_segment_body(text, to, source, False)
+        )
+        return record
+
+    def set_glossary(self, script_id: str, entries: list[GlossaryEntry]) -> list[GlossaryEntry]:
+        """Replace the script's glossary; the stored entries."""
+        answer = self._request(
+            "PUT", _script_url(script_id, "/glossary"), json={"entries": entries}
+        )
+        stored: list[GlossaryEntry] = answer["entries"]
+        return stored
+
+    def glossary(self, script_id: str) -> list[GlossaryEntry]:
+        entries: list[GlossaryEntry] = self._request("GET", _script_url(script_id, "/glossary"))[
+            "entries"
+        ]
+        return entries
+
+    def script(self, script_id: str) -> ScriptInfo:
+        info: ScriptInfo = self._request("GET", _script_url(script_id))
+        return info
+
+    def export(self, script_id: str, to: str, format: str = "txt") -> str:
+        """The script's succeeded segments in `to`: txt, jsonl, or (subtitle scripts) srt, vtt."""
+        params = {"target_lang": to, "format": format}
+        response = self._send("GET", _script_url(script_id, "/export"), params=params)
+        return response.text
+
+    def subtitles(
+        self,
+        content: str,
+        to: str,
+        *,
+        source: str | None = None,
+        script_id: str | None = None,
+        format: str | None = None,
+    ) -> SubtitlesResult:
+        """The translated file (`content`), its `format` and the `script_id` of its cues."""
+        body = _subtitles_body(content, to, source, script_id, format, False)
+        result: SubtitlesResult = self._request("POST", "/v1/subtitles", json=body)
+        return result
+
+    def stream_subtitles(
+        self,
+        content: str,
+        to: str,
+        *,
+        source: str | None = None,
+        script_id: str | None = None,
+        format: str | None = None,
+    ) -> Iterator[SubtitleEvent]:
+        """The events of a subtitle translation: `("start", {...})`, `("delta", {"text",
+        "cue"})`, `("cue", {"index", "start", "end", "text"})`, and last `("done", {...})`."""
+        body = _subtitles_body(content, to, source, script_id, format, True)
+        done = False
+        try:
+            with connect_sse(self._http, "POST", "/v1/subtitles", json=body) as source_events:
+                if source_events.response.status_code != 200:
+                    source_events.response.read()
+                    raise _status_error(source_events.response)
+                for event in source_events.iter_sse():
+                    item = _subtitle_event(event)
+                    done = item[0] == "done"
+                    yield item
+        except httpx.TransportError as exc:
+            raise _transport_error(self._http.base_url, exc) from exc
+        if not done:
+            raise ConnectionLost("the stream ended before the subtitles were finished")
+
+    def _pieces(self, url: str, body: dict[str, Any]) -> Iterator[str]:
         events = _Events()
         try:
-            with connect_sse(
-                self._http, "POST", "/v1/translations",
-                json=_body(text, to, source, script_id, True),
-            ) as source_events:  # fmt: skip
+            with connect_sse(self._http, "POST", url, json=body) as source_events:
                 if source_events.response.status_code != 200:
                     source_events.response.read()
                     raise _status_error(source_events.response)
@@ -324,13 +473,16 @@ class Client:
         return languages
 
     def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self._send(method, url, **kwargs).json()
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise _transport_error(self._http.base_url, exc) from exc
         if response.status_code != 200:
             raise _status_error(response)
-        return response.json()
+        return response
 
 
 class AsyncClient:
@@ -361,12 +513,98 @@ class AsyncClient:
     async def stream(
         self, text: str, to: str, *, source: str | None = None, script_id: str | None = None
     ) -> AsyncIterator[str]:
-        events = _Events()
+        async for piece in self._pieces(
+            "/v1/translations", _body(text, to, source, script_id, True)
+        ):
+            yield piece
+
+    async def stream_segment(
+        self, script_id: str, text: str, to: str, *, source: str | None = None
+    ) -> AsyncIterator[str]:
+        async for piece in self._pieces(
+            _segments_url(script_id), _segment_body(text, to, source, True)
+        ):
+            yield piece
+
+    async def translate_segment(
+        self, script_id: str, text: str, to: str, *, source: str | None = None
+    ) -> TranslationRecord:
+        record: TranslationRecord = await self._request(
+            "POST", _segments_url(script_id), json=_segment_body(text, to, source, False)
+        )
+        return record
+
+    async def set_glossary(
+        self, script_id: str, entries: list[GlossaryEntry]
+    ) -> list[GlossaryEntry]:
+        answer = await self._request(
+            "PUT", _script_url(script_id, "/glossary"), json={"entries": entries}
+        )
+        stored: list[GlossaryEntry] = answer["entries"]
+        return stored
+
+    async def glossary(self, script_id: str) -> list[GlossaryEntry]:
+        answer = await self._request("GET", _script_url(script_id, "/glossary"))
+        entries: list[GlossaryEntry] = answer["entries"]
+        return entries
+
+    async def script(self, script_id: str) -> ScriptInfo:
+        info: ScriptInfo = await self._request("GET", _script_url(script_id))
+        return info
+
+    async def export(self, script_id: str, to: str, format: str = "txt") -> str:
+        params = {"target_lang": to, "format": format}
+        response = await self._send("GET", _script_url(script_id, "/export"), params=params)
+        return response.text
+
+    async def subtitles(
+        self,
+        content: str,
+        to: str,
+        *,
+        source: str | None = None,
+        script_id: str | None = None,
+        format: str | None = None,
+    ) -> SubtitlesResult:
+        body = _subtitles_body(content, to, source, script_id, format, False)
+        result: SubtitlesResult = await self._request("POST", "/v1/subtitles", json=body)
+        return result
+
+    async def stream_subtitles(
+        self,
+        content: str,
+        to: str,
+        *,
+        source: str | None = None,
+        script_id: str | None = None,
+        format: str | None = None,
+    ) -> AsyncIterator[SubtitleEvent]:
+        body = _subtitles_body(content, to, source, script_id, format, True)
+        done = False
         try:
             async with aconnect_sse(
-                self._http, "POST", "/v1/translations",
-                json=_body(text, to, source, script_id, True),
-            ) as source_events:  # fmt: skip
+                self._http, "POST", "/v1/subtitles", json=body
+            ) as source_events:
+                if source_events.response.status_code != 200:
+                    await source_events.response.aread()
+                    raise _status_error(source_events.response)
+                async for event in source_events.aiter_sse():
+                    item = _subtitle_event(event)
+                    done = item[0] == "done"
+                    yield item
+        except httpx.TransportError as exc:
+            raise _transport_error(self._http.base_url, exc) from exc
+        if not done:
+            raise ConnectionLost("the stream ended before the subtitles were finished")
+
+    async def languages(self) -> list[dict[str, str]]:
+        languages: list[dict[str, str]] = (await self._request("GET", "/v1/languages"))["languages"]
+        return languages
+
+    async def _pieces(self, url: str, body: dict[str, Any]) -> AsyncIterator[str]:
+        events = _Events()
+        try:
+            async with aconnect_sse(self._http, "POST", url, json=body) as source_events:
                 if source_events.response.status_code != 200:
                     await source_events.response.aread()
                     raise _status_error(source_events.response)
@@ -404,10 +642,13 @@ class AsyncClient:
                 return records
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        return (await self._send(method, url, **kwargs)).json()
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise _transport_error(self._http.base_url, exc) from exc
         if response.status_code != 200:
             raise _status_error(response)
-        return response.json()
+        return response

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     metrics_token: SecretStr | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    # Scripts: how many previous segments go into a segment's prompt.
+    context_segments: int = Field(default=3, ge=0, le=50)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

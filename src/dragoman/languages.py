@@ -133,6 +133,12 @@ class LanguageDetector:
             return await asyncio.to_thread(self.detect, text, offered)
         return self.detect(text, offered)
 
+    def guess(self, text: str) -> tuple[str | None, float]:
+        """The most likely language and its probability (0 to 1), however unsure."""
+        identifier = self._get()
+        lang, probability = identifier.classify(text[:2000])  # type: ignore[attr-defined]
+        return standardize(str(lang)), float(probability)
+
     def detect(self, text: str, offered: LanguageCatalog | None = None) -> str | None:
         identifier = self._get()
         lang, probability = identifier.classify(text[:2000])  # type: ignore[attr-defined]

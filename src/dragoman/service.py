@@ -35,13 +35,14 @@ from dragoman.errors import (
     InvalidRequest as InvalidRequestError,
 )
 from dragoman.keys import ApiKey
-from dragoman.languages import LanguageDetector
+from dragoman.languages import LanguageDetector, base_language
 from dragoman.prompts import TranslationTask
 from dragoman.providers.base import Provider, Queued, StreamState
 from dragoman.providers.factory import make_provider
 from dragoman.quotas import Lease, Quotas
 from dragoman.records.record import Record
-from dragoman.records.store import RecordStore
+from dragoman.records.scripts import Cue, GlossaryEntry, ScriptStore
+from dragoman.records.store import ANYONE, RecordStore
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,12 @@ class TranslationRequest:
     key: ApiKey | None = None
     # A resumable translation's id, chosen by the caller (its shape marks it resumable).
     record_id: str | None = None
+    # A script segment (`script_id` set): numbered, with the script's previous segments and
+    # glossary in the prompt. `cue`: its place in a subtitle file.
+    segment: bool = False
+    cue: Cue | None = None
+    # The key's limits were already applied to a larger whole (a subtitle file's cues).
+    admitted: bool = False
 
 
 class Translator:
@@ -92,6 +99,7 @@ class Translator:
         self.store = store
         self.detector = detector
         self.quotas = quotas
+        self.scripts = ScriptStore(store.engine)
 
     async def submit(self, request: TranslationRequest) -> Job:
         """Validate and admit a request. Raises before anything is stored (422, 413,
@@ -101,21 +109,19 @@ class Translator:
             if request.allow_names
             else ("text", "target_lang", "source_lang")
         )
-        self._check_text(request.text, text_field)
-        catalog = self.provider.languages
-        target_lang = catalog.resolve(
-            request.target_lang, field=target_field, allow_names=request.allow_names
+        self.check_text(request.text, field=text_field)
+        target_lang, source_lang = self.resolve_languages(
+            request.target_lang,
+            request.source_lang,
+            allow_names=request.allow_names,
+            fields=(target_field, source_field),
         )
-        source_lang = None
-        source = request.source_lang
-        if source is not None and source.strip().lower() not in ("", "auto"):
-            source_lang = catalog.resolve(
-                source, field=source_field, allow_names=request.allow_names
-            )
-        lease = None
-        if self.quotas is not None and request.key is not None:
-            lease = await self.quotas.admit(request.key, len(request.text))
         task = TranslationTask(text=request.text, target_lang=target_lang, source_lang=source_lang)
+        if request.segment:
+            await self._add_script_prompt(request, task)
+        lease = None
+        if self.quotas is not None and request.key is not None and not request.admitted:
+            lease = await self.quotas.admit(request.key, len(request.text))
         state = StreamState()
         try:
             pieces = self.provider.stream(task, state)
@@ -134,9 +140,64 @@ class Translator:
         )
         if request.record_id is not None:
             record.id = request.record_id
-        return Job(self, record, task, pieces, state, lease)
+        if request.segment:
+            await self._create_segment(record, request.cue, pieces, lease)
+        return Job(self, record, task, pieces, state, lease, created=request.segment)
 
-    def _check_text(self, text: str, field: str) -> None:
+    async def _add_script_prompt(self, request: TranslationRequest, task: TranslationTask) -> None:
+        """The script's previous segments and the glossary entries that occur in the text."""
+        assert request.script_id is not None
+        key_id = request.key.id if request.key is not None else None
+        try:
+            task.context = await self.scripts.context(
+                request.script_id, task.target_lang, key_id, self.settings.context_segments
+            )
+            # A key's scripts are its own; with keys off (no key id) every script is ANYONE's.
+            entries = await self.scripts.glossary(request.script_id, key_id or ANYONE)
+        except Exception as exc:
+            log.error("script_read_failed", error=type(exc).__name__, detail=str(exc)[:300])
+            raise DatabaseUnavailable("The script's context could not be read.") from exc
+        task.glossary = applicable_glossary(entries, task.text, task.target_lang)
+
+    async def _create_segment(
+        self,
+        record: Record,
+        cue: Cue | None,
+        pieces: AsyncIterator[list[str] | Queued],
+        lease: Lease | None,
+    ) -> None:
+        # Written before the first token, unlike other records: the index is the database's
+        # to give, and the segment's `done` carries it.
+        try:
+            await self.scripts.create_segment(record, cue)
+        except BaseException as exc:
+            closer = getattr(pieces, "aclose", None)
+            if closer is not None:
+                await closer()
+            if lease is not None:
+                lease.release()
+            if isinstance(exc, Exception):
+                log.error("segment_create_failed", error=type(exc).__name__, detail=str(exc)[:300])
+                raise DatabaseUnavailable() from exc
+            raise
+
+    def resolve_languages(
+        self,
+        target: str,
+        source: str | None,
+        *,
+        allow_names: bool,
+        fields: tuple[str, str] = ("target_lang", "source_lang"),
+    ) -> tuple[str, str | None]:
+        """Standard offered tags; errors name the fields as the request named them."""
+        catalog = self.provider.languages
+        target_tag = catalog.resolve(target, field=fields[0], allow_names=allow_names)
+        source_tag = None
+        if source is not None and source.strip().lower() not in ("", "auto"):
+            source_tag = catalog.resolve(source, field=fields[1], allow_names=allow_names)
+        return target_tag, source_tag
+
+    def check_text(self, text: str, *, field: str = "text") -> None:
         if not text.strip():
             raise InvalidRequestError(f"{field}: must not be empty or only whitespace.")
         if "\x00" in text:  # no database stores it in text (PostgreSQL refuses it)
@@ -149,6 +210,29 @@ class Translator:
 
     async def aclose(self) -> None:
         await self.provider.aclose()
+
+
+def applicable_glossary(
+    entries: list[GlossaryEntry], text: str, target_lang: str
+) -> list[tuple[str, str]]:
+    """Entries for this target language (or its base language) whose source term occurs in
+    the text, ignoring case."""
+    folded = text.casefold()
+    langs = {target_lang, base_language(target_lang)}
+    return [
+        (entry.source, entry.target)
+        for entry in entries
+        if entry.target_lang in langs and entry.source.casefold() in folded
+    ]
+
+
+def glossary_misses(glossary: list[tuple[str, str]], translation: str) -> list[str] | None:
+    """Source terms whose target term is not in the translation (ignoring case); None when no
+    entry applied."""
+    if not glossary:
+        return None
+    folded = translation.casefold()
+    return [source for source, target in glossary if target.casefold() not in folded]
 
 
 def build_translator(
@@ -169,6 +253,8 @@ class Job:
         pieces: AsyncIterator[list[str] | Queued],
         state: StreamState,
         lease: Lease | None = None,
+        *,
+        created: bool = False,
     ) -> None:
         self._translator = translator
         self._lease = lease
@@ -181,6 +267,9 @@ class Job:
         self._detect_after = task.source_lang is None and not translator.provider.needs_source_lang
         self.abort_error: DragomanError | None = None
         self._created: asyncio.Future[None] | None = None
+        if created:  # already inserted (a script segment)
+            self._created = asyncio.get_running_loop().create_future()
+            self._created.set_result(None)
         self.final: asyncio.Future[None] | None = None
 
     def abort(self, error: DragomanError) -> None:
@@ -291,6 +380,7 @@ class Job:
         record.translation = "".join(parts)
         record.usage = self._state.usage
         record.total_ms = _ms_since(started)
+        record.glossary_misses = glossary_misses(self._task.glossary, record.translation)
         if error is None:
             record.status = "succeeded"
         else:

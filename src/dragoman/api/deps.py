@@ -16,6 +16,7 @@ from dragoman.api.schemas import ScriptId
 from dragoman.errors import InvalidRequest
 from dragoman.keys import ApiKey
 from dragoman.records.store import ANYONE, Owner, RecordStore
+from dragoman.scripts import Scripts
 from dragoman.service import Translator
 
 
@@ -29,6 +30,11 @@ async def _store(request: Request) -> RecordStore:
     return store
 
 
+async def _scripts(request: Request) -> Scripts:
+    scripts: Scripts = request.app.state.scripts
+    return scripts
+
+
 async def _owner(request: Request) -> Owner:
     key: ApiKey | None = request.state.api_key
     return ANYONE if key is None else key.id
@@ -36,6 +42,7 @@ async def _owner(request: Request) -> Owner:
 
 TranslatorDep = Annotated[Translator, Depends(_translator)]
 StoreDep = Annotated[RecordStore, Depends(_store)]
+ScriptsDep = Annotated[Scripts, Depends(_scripts)]
 # Whose records a request may see: its key's only, or all of them when keys are off.
 OwnerDep = Annotated[Owner, Depends(_owner)]
 
@@ -74,7 +81,11 @@ def _is_json(content_type: str) -> bool:
 
 
 def validate_script_id_header(value: str) -> str:
+    return validate_script_id(value, "header", "x-script-id")
+
+
+def validate_script_id(value: str, *loc: str) -> str:
     try:
         return _script_id.validate_python(value)
     except ValidationError as exc:
-        raise _located(exc, "header", "x-script-id") from None
+        raise _located(exc, *loc) from None

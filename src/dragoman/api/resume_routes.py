@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from dragoman.api.deps import OwnerDep, StoreDep
 from dragoman.api.listen import LogResponse
-from dragoman.api.schemas import CancelOut, ErrorOut, TranslationCreate
+from dragoman.api.schemas import CancelOut, ErrorOut
 from dragoman.errors import InvalidRequest, NotFound, NotResumable, ResumeExpired, ShuttingDown
 from dragoman.records.store import ANYONE, Owner, RecordStore
 from dragoman.resumable.log import EventLog, is_resumable_id, resumable_id
@@ -27,23 +28,17 @@ router = APIRouter()
 _SSE: dict[str, Any] = {"content": {"text/event-stream": {}}}
 
 
-async def resumable_response(request: Request, body: TranslationCreate) -> LogResponse:
-    if not body.stream:
+async def resumable_response(
+    request: Request, stream: bool, translation: TranslationRequest
+) -> LogResponse:
+    """A translation that runs on its own, its events logged for any listener to follow."""
+    if not stream:
         raise InvalidRequest("resumable: only a streamed translation (stream: true) resumes.")
     state = request.app.state
     translator: Translator = state.translator
     if state.registry.stopping:
         raise ShuttingDown()
-    job = await translator.submit(
-        TranslationRequest(
-            text=body.text,
-            target_lang=body.target_lang,
-            source_lang=body.source_lang,
-            script_id=body.script_id,
-            key=request.state.api_key,
-            record_id=resumable_id(),
-        )
-    )
+    job = await translator.submit(replace(translation, record_id=resumable_id()))
     resumption: Resumption = state.resumption
     run = resumption.start_run(job)
     return _listener(resumption, run.id, run.log, after=-1, run=run, wait_first=True)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 
 from dragoman import metrics
 from dragoman.api.deps import (
     OwnerDep,
+    ScriptsDep,
     StoreDep,
     TranslatorDep,
     read_body,
+    validate_script_id,
     validate_script_id_header,
 )
 from dragoman.api.errors import error_response
@@ -24,15 +27,24 @@ from dragoman.api.resume_routes import resumable_response
 from dragoman.api.schemas import (
     SCRIPT_ID_PATTERN,
     ErrorOut,
+    GlossaryIn,
+    GlossaryOut,
     LanguagesOut,
+    ScriptOut,
+    SegmentCreate,
+    SubtitlesCreate,
+    SubtitlesDone,
     TranslateCompatIn,
     TranslationCreate,
     TranslationPage,
     TranslationPublic,
 )
 from dragoman.api.streaming import JobResponse, StreamRegistry
+from dragoman.api.subtitle_stream import subtitle_response
 from dragoman.errors import NotFound, NotReady, ShuttingDown, Unauthorized
+from dragoman.scripts import EXPORT_MEDIA_TYPES
 from dragoman.service import TranslationRequest, Translator
+from dragoman.subtitles import SubtitleRun, SubtitlesRequest
 
 router = APIRouter()
 
@@ -118,18 +130,125 @@ async def translate_compat(request: Request) -> Any:
 )
 async def create_translation(request: Request) -> Any:
     body = await read_body(request, TranslationCreate)
+    translation = TranslationRequest(
+        text=body.text,
+        target_lang=body.target_lang,
+        source_lang=body.source_lang,
+        script_id=body.script_id,
+        key=request.state.api_key,
+    )
     if body.resumable:
-        return await resumable_response(request, body)
-    return await _job_response(
-        request,
-        "events" if body.stream else "json",
-        TranslationRequest(
-            text=body.text,
+        return await resumable_response(request, body.stream, translation)
+    return await _job_response(request, "events" if body.stream else "json", translation)
+
+
+@router.post(
+    "/v1/scripts/{script_id}/segments",
+    summary="Translate a script's next segment, with its previous segments and glossary",
+    responses={200: {"model": TranslationPublic, **_SSE}, **_ERRORS},
+    response_class=Response,
+    openapi_extra={"requestBody": _json_body(SegmentCreate)},
+)
+async def create_segment(request: Request, script_id: str) -> Any:
+    script_id = validate_script_id(script_id, "path", "script_id")
+    body = await read_body(request, SegmentCreate)
+    translation = TranslationRequest(
+        text=body.text,
+        target_lang=body.target_lang,
+        source_lang=body.source_lang,
+        script_id=script_id,
+        key=request.state.api_key,
+        segment=True,
+    )
+    if body.resumable:
+        return await resumable_response(request, body.stream, translation)
+    return await _job_response(request, "events" if body.stream else "json", translation)
+
+
+ScriptIdPath = Annotated[str, PathParam(pattern=SCRIPT_ID_PATTERN, max_length=128)]
+
+
+@router.put(
+    "/v1/scripts/{script_id}/glossary",
+    response_model=GlossaryOut,
+    responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    openapi_extra={"requestBody": _json_body(GlossaryIn)},
+)
+async def put_glossary(
+    request: Request, script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep
+) -> Any:
+    body = await read_body(request, GlossaryIn)
+    entries = [entry.model_dump() for entry in body.entries]
+    return JSONResponse(await scripts.put_glossary(script_id, owner, entries))
+
+
+@router.get(
+    "/v1/scripts/{script_id}/glossary",
+    response_model=GlossaryOut,
+    responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+)
+async def get_glossary(script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep) -> Any:
+    return JSONResponse(await scripts.glossary(script_id, owner))
+
+
+@router.get(
+    "/v1/scripts/{script_id}",
+    response_model=ScriptOut,
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+)
+async def get_script(script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep) -> Any:
+    return JSONResponse(await scripts.info(script_id, owner))
+
+
+@router.get(
+    "/v1/scripts/{script_id}/export",
+    summary="The succeeded segments in order: plain text, JSON lines (records), SRT or WebVTT",
+    response_class=Response,
+    responses={
+        200: {"content": {media: {} for media in EXPORT_MEDIA_TYPES.values()}},
+        404: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+async def export_script(
+    script_id: ScriptIdPath,
+    scripts: ScriptsDep,
+    owner: OwnerDep,
+    target_lang: Annotated[str, Query(max_length=64)],
+    format: Annotated[Literal["txt", "jsonl", "srt", "vtt"], Query()] = "txt",
+) -> Response:
+    content = await scripts.export(script_id, owner, target_lang, format)
+    return Response(content, media_type=EXPORT_MEDIA_TYPES[format])
+
+
+@router.post(
+    "/v1/subtitles",
+    summary="Translate an SRT or WebVTT file cue by cue as a script (`stream: true`: SSE)",
+    responses={200: {"model": SubtitlesDone, **_SSE}, **_ERRORS},
+    response_class=Response,
+    openapi_extra={"requestBody": _json_body(SubtitlesCreate)},
+)
+async def translate_subtitles(request: Request) -> Any:
+    body = await read_body(request, SubtitlesCreate)
+    if request.app.state.registry.stopping:
+        raise ShuttingDown()
+    run = SubtitleRun(
+        request.app.state.translator,
+        SubtitlesRequest(
+            content=body.content,
             target_lang=body.target_lang,
             source_lang=body.source_lang,
             script_id=body.script_id,
+            format=body.format,
             key=request.state.api_key,
         ),
+    )
+    return await subtitle_response(
+        run,
+        request.app.state.registry,
+        stream=body.stream,
+        keepalive_s=run.translator.settings.keepalive_s,
     )
 
 

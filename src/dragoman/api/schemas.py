@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -37,6 +37,77 @@ class TranslationCreate(BaseModel):
     )
 
 
+class SegmentCreate(BaseModel):
+    """Body of `POST /v1/scripts/{script_id}/segments`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: StrictStr
+    target_lang: StrictStr = Field(examples=["ko"])
+    source_lang: StrictStr | None = Field(default=None, examples=["en", "auto"])
+    stream: StrictBool = True
+    resumable: StrictBool = Field(
+        default=False,
+        description="Keep running when the client disconnects; resume with "
+        "`GET /v1/translations/{id}/events` (`stream: true` only).",
+    )
+
+
+class SubtitlesCreate(BaseModel):
+    """Body of `POST /v1/subtitles`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    content: StrictStr = Field(description="The SRT or WebVTT file.")
+    target_lang: StrictStr = Field(examples=["ko"])
+    source_lang: StrictStr | None = Field(default=None, examples=["en", "auto"])
+    script_id: ScriptId | None = Field(
+        default=None, description="The script the cues join; a new one when absent."
+    )
+    format: Literal["srt", "vtt"] | None = Field(
+        default=None, description="Detected from the content when absent."
+    )
+    stream: StrictBool = True
+
+
+class SubtitlesDone(BaseModel):
+    script_id: str
+    format: Literal["srt", "vtt"]
+    content: str
+
+
+Term = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+
+
+class GlossaryEntryIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    source: Term = Field(examples=["dragoman"])
+    target: Term = Field(examples=["통역사"])
+    target_lang: StrictStr = Field(examples=["ko"])
+
+
+class GlossaryIn(BaseModel):
+    """Body of `PUT /v1/scripts/{script_id}/glossary`: the whole glossary."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    entries: list[GlossaryEntryIn] = Field(max_length=500)
+
+
+class GlossaryOut(BaseModel):
+    script_id: str
+    entries: list[GlossaryEntryIn]
+
+
+class ScriptOut(BaseModel):
+    script_id: str
+    segments: int
+    target_langs: list[str]
+    created_at: str
+    updated_at: str
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -68,6 +139,14 @@ class TranslationPublic(BaseModel):
     total_ms: int | None
     key_id: str | None = Field(
         description="The API key that asked for it (`null` when keys are off)."
+    )
+    segment_index: int | None = Field(
+        description="Order of a script segment per script and target language, from 0 "
+        "(`null` outside `/v1/scripts/{script_id}/segments` and `/v1/subtitles`)."
+    )
+    glossary_misses: list[str] | None = Field(
+        description="Source terms of the glossary entries that applied but whose target term "
+        "is not in the translation (`null` when no entry applied)."
     )
 
 

@@ -36,12 +36,17 @@ SSE_HEADERS = [
 ]
 
 
-class Stoppable(Protocol):
+class Abortable(Protocol):
+    """Anything the server can end in-band at shutdown: a job response, a resumable run, a
+    subtitle stream."""
+
+    def abort(self, error: DragomanError) -> None: ...
+
+
+class Stoppable(Abortable, Protocol):
     """A running translation that the server can end: a job response or a resumable run."""
 
     job: Job
-
-    def abort(self, error: DragomanError) -> None: ...
 
     async def ended(self) -> None:
         """Return once it has stopped and queued its record's final state."""
@@ -52,7 +57,7 @@ class StreamRegistry:
     can find them by id."""
 
     def __init__(self) -> None:
-        self.active: set[Stoppable] = set()
+        self.active: set[Abortable] = set()
         self.running: dict[str, Stoppable] = {}
         self.stopping = False
 

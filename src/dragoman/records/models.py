@@ -1,8 +1,11 @@
-"""The tables: `translations` (one row per accepted request) and `api_keys`."""
+"""The tables: `translations` (one row per accepted request), `api_keys`, and the scripts'
+glossaries and subtitle cues."""
 
 from __future__ import annotations
 
-from sqlalchemy import Index, Integer, String, Text
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, PrimaryKeyConstraint, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -32,12 +35,25 @@ class TranslationRow(Base):
     first_token_ms: Mapped[int | None] = mapped_column(Integer)
     total_ms: Mapped[int | None] = mapped_column(Integer)
     key_id: Mapped[str | None] = mapped_column(String(32))
+    # Script segments only: their order per script, target language and key.
+    segment_index: Mapped[int | None] = mapped_column(Integer)
+    glossary_misses: Mapped[list[str] | None] = mapped_column(JSON)
 
     __table_args__ = (
         Index("ix_translations_created", "created_at", "id"),
         Index("ix_translations_key_created", "key_id", "created_at", "id"),
         Index("ix_translations_script_created", "script_id", "created_at", "id"),
         Index("ix_translations_status", "status"),
+        # Two segments racing for the same index (two workers, two replicas): one insert fails
+        # and takes the next. NULL key ids (keys off) compare equal here through coalesce.
+        Index(
+            "ux_translations_segment",
+            "script_id",
+            "target_lang",
+            "segment_index",
+            func.coalesce(key_id, ""),
+            unique=True,
+        ),
     )
 
 
@@ -56,3 +72,28 @@ class ApiKeyRow(Base):
     concurrency: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[str] = mapped_column(String(32))
     revoked_at: Mapped[str | None] = mapped_column(String(32))
+
+
+class GlossaryRow(Base):
+    """A script's glossary, replaced whole by each PUT."""
+
+    __tablename__ = "script_glossaries"
+
+    # The key id, or "" for scripts made with keys off.
+    owner: Mapped[str] = mapped_column(String(32))
+    script_id: Mapped[str] = mapped_column(String(128))
+    entries: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (PrimaryKeyConstraint("owner", "script_id"),)
+
+
+class SubtitleCueRow(Base):
+    """Where a segment made from a subtitle file sits in it, for SRT and WebVTT export."""
+
+    __tablename__ = "subtitle_cues"
+
+    translation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cue_index: Mapped[int] = mapped_column(Integer)  # 1-based position in the file
+    start_ms: Mapped[int] = mapped_column(Integer)
+    end_ms: Mapped[int] = mapped_column(Integer)

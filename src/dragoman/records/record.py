@@ -37,6 +37,8 @@ class Record:
     first_token_ms: int | None = None
     total_ms: int | None = None
     key_id: str | None = None
+    segment_index: int | None = None
+    glossary_misses: list[str] | None = None
 
     def row(self) -> dict[str, Any]:
         """The table row: every column of `TranslationRow`, by the attribute of the same name
