@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 from collections.abc import Callable
 
 import httpx
@@ -13,7 +12,7 @@ from httpx_sse import connect_sse
 
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import v1_events, wait_for_record, wait_until
+from tests.helpers import run_sql, v1_events, wait_for_record, wait_until
 
 
 def _never_reading_client(port: int, body: dict[str, object]) -> socket.socket:
@@ -79,10 +78,8 @@ def test_a_slow_resumable_listener_is_dropped_and_the_translation_runs_on(
 def test_database_gone_during_resumable_streams_then_back(
     client: httpx.Client, db_url: str
 ) -> None:
-    path = db_url.split("///", 1)[1]
     client.post("/v1/translations", json={"text": "warm", "target_lang": "ko", "stream": False})
-    with sqlite3.connect(path) as conn:
-        conn.execute("ALTER TABLE translations RENAME TO translations_away")
+    run_sql(db_url, "ALTER TABLE translations RENAME TO translations_away")
     body = {"text": "a b", "target_lang": "ko", "resumable": True}
     first = client.post("/v1/translations", json=body)
     # Its first events were out when the write failed: in-band, and in the replay too.
@@ -95,8 +92,7 @@ def test_database_gone_during_resumable_streams_then_back(
     assert second.status_code == 503
     assert second.json()["error"]["code"] == "database_unavailable"
     assert "x-translation-id" not in second.headers
-    with sqlite3.connect(path) as conn:
-        conn.execute("ALTER TABLE translations_away RENAME TO translations")
+    run_sql(db_url, "ALTER TABLE translations_away RENAME TO translations")
     with connect_sse(client, "POST", "/v1/translations", json=body) as source:
         events = list(source.iter_sse())
         third_id = source.response.headers["x-translation-id"]
