@@ -65,7 +65,6 @@ class Engine:
         similar: bool = True,
     ) -> None:
         self.similar = similar
-        self.decoder = decoder
         self.scheduler = scheduler
         self.chat = chat
         self.loop = asyncio.get_running_loop()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import collections
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,7 +62,6 @@ class Request:
     error: str | None = None  # ends the request with this message after this step
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class Scheduler:

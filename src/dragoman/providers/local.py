@@ -132,7 +132,9 @@ class LocalProvider:
         shown = -1
         waiting = False
         # Sent while the engine starts or restarts: it waits (the first-token timeout bounds it).
-        await self._engine_settled()
+        # A live connection is the answer already: no status read on the way to the first token.
+        if not self._client.connected:
+            await self._engine_settled()
         try:
             async for kind, value in self._client.translate(
                 task.text, source, target, context=task.context, glossary=task.glossary
