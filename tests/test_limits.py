@@ -178,3 +178,67 @@ async def test_a_dead_process_gives_its_slots_back(redis_url: str) -> None:
         lease.release()
     finally:
         await survivor.aclose()
+
+
+def _key(**limits: int | None) -> ApiKey:
+    return ApiKey(
+        id=f"key_{uuid.uuid4().hex[:12]}",
+        name="t",
+        rpm=limits.get("rpm"),
+        cpm=limits.get("cpm"),
+        concurrency=limits.get("concurrency"),
+        created_at="2026-01-01T00:00:00.000Z",
+        revoked_at=None,
+    )
+
+
+@pytest.fixture(params=["memory", "redis"])
+def quota_settings(request: pytest.FixtureRequest) -> Settings:
+    redis = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    return Settings(_env_file=None, redis_url=redis)  # type: ignore[call-arg]
+
+
+async def test_a_refused_request_counts_against_no_limit(quota_settings: Settings) -> None:
+    quotas = Quotas(quota_settings)
+    quotas.start()
+    key = _key(rpm=2, cpm=10, concurrency=10)
+    try:
+        (await quotas.admit(key, 8)).release()
+        with pytest.raises(RateLimited, match="characters"):
+            await quotas.admit(key, 8)
+        # The refused request took no request from the minute's two.
+        (await quotas.admit(key, 2)).release()
+        with pytest.raises(RateLimited, match="requests") as refused:
+            await quotas.admit(key, 1)
+        assert 1 <= int(refused.value.headers["Retry-After"]) <= 120
+    finally:
+        await quotas.aclose()
+
+
+async def test_a_burst_is_counted_not_waved_through(quota_settings: Settings) -> None:
+    """Far more requests at once than Redis connections: each is still counted."""
+    quotas = Quotas(quota_settings)
+    quotas.start()
+    key = _key(rpm=10_000, concurrency=250)
+    try:
+        outcomes = await asyncio.gather(
+            *(quotas.admit(key, 5) for _ in range(300)), return_exceptions=True
+        )
+        admitted = [lease for lease in outcomes if not isinstance(lease, BaseException)]
+        refused = [e for e in outcomes if isinstance(e, RateLimited)]
+        assert (len(admitted), len(refused)) == (250, 50)
+        for lease in admitted:
+            lease.release()
+        # Released together, in batches: every slot comes back.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                again = [await quotas.admit(key, 5) for _ in range(250)]
+                break
+            except RateLimited:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        for lease in again:
+            lease.release()
+    finally:
+        await quotas.aclose()

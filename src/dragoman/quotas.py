@@ -1,12 +1,16 @@
 """Per-key limits: requests per minute, characters per minute, concurrent translations.
 
-Rates are counted by the `limits` library (sliding window counters: two counters per key and
-limit, whatever a request's cost), in Redis when `DRAGOMAN_REDIS_URL` is set so that every
-worker and replica shares them, else in this process's memory.
+Each rate is a sliding-window counter (the algorithm of the `limits` library's sliding windows
+and of Cloudflare's rate limiting): the count of the current minute plus the previous minute's
+count weighted by the share of it still inside the last 60 seconds. Concurrency is a lease per
+running translation: in Redis a key's leases are one sorted set (member: lease id, score:
+expiry), which a running translation renews every `LEASE_TTL_S / 3`, so the slots of a process
+that died come back within `LEASE_TTL_S`.
 
-Concurrency is a lease per running translation. In Redis a key's leases are one sorted set
-(member: lease id, score: expiry); a running translation renews its lease every
-`LEASE_TTL_S / 3`, so the slots of a process that died come back within `LEASE_TTL_S`.
+With `DRAGOMAN_REDIS_URL` the three checks are one Lua script, so that every worker and replica
+shares the counters and a request costs one round trip in front of its first token. The script
+checks all three before it counts anything: a refused request uses up none of the limits.
+Without Redis the same arithmetic runs in this process's memory.
 
 When Redis cannot be reached the limits are not enforced (fail open): keys are still checked
 (they live in the database), the outage is logged, and the limits apply again as soon as Redis
@@ -21,13 +25,9 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from dragoman.config import Settings
 from dragoman.errors import RateLimited
@@ -36,22 +36,66 @@ from dragoman.keys import ApiKey
 log = structlog.get_logger(__name__)
 
 LEASE_TTL_S = 30.0
+WINDOW_S = 60
 # A Redis that does not answer within this long counts as unreachable (fail open): the
 # limits must never hold a request up for long.
 REDIS_TIMEOUT_S = 0.5
+# Commands here are short: a bounded pool that makes a burst of requests wait their turn for a
+# connection, rather than one connection per request (or an error past redis-py's default cap).
+REDIS_POOL_SIZE = 32
 
-# KEYS[1]: the key's lease set. ARGV: limit, ttl seconds, lease id. Server time, so that the
-# replicas' clocks do not matter.
-_ACQUIRE = """
+# Which limit refused a request: the script's and `_refusal`'s common codes.
+_RPM, _CPM, _CONCURRENCY = 1, 2, 3
+
+# KEYS: the key's request counter, character counter (hashes: w = minute index, c = its count,
+# p = the previous minute's), lease set. ARGV: rpm, cpm, characters, concurrency, lease ttl,
+# lease id, window. Server time, so that the replicas' clocks do not matter.
+# Returns {0} when admitted, else {limit code, seconds to wait}.
+_ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) * 2)
-  return 1
+local window = tonumber(ARGV[7])
+local index = math.floor(now / window)
+local into = (now - index * window) / window
+
+local function load(key)
+  local got = redis.call('HMGET', key, 'w', 'c')
+  local w, c = tonumber(got[1]), tonumber(got[2]) or 0
+  if w == index then return c, tonumber(redis.call('HGET', key, 'p')) or 0 end
+  if w == index - 1 then return 0, c end
+  return 0, 0
 end
-return 0
+
+-- Seconds until `cost` more fits under `limit`, or 0 when it fits now.
+local function wait(c, p, limit, cost)
+  if p * (1 - into) + c + cost <= limit then return 0 end
+  if c + cost <= limit then
+    return (1 - (limit - c - cost) / p - into) * window
+  end
+  local later = 0
+  if c > 0 and cost <= limit then later = math.max(0, 1 - (limit - cost) / c) end
+  if cost > limit then later = 1 end
+  return (1 - into + later) * window
+end
+
+local rc, rp = load(KEYS[1])
+local rwait = wait(rc, rp, tonumber(ARGV[1]), 1)
+if rwait > 0 then return {1, tostring(rwait)} end
+local cost = tonumber(ARGV[3])
+local cc, cp = load(KEYS[2])
+local cwait = wait(cc, cp, tonumber(ARGV[2]), cost)
+if cwait > 0 then return {2, tostring(cwait)} end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {3, '1'} end
+
+local ttl = tonumber(ARGV[5])
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[6])
+redis.call('EXPIRE', KEYS[3], math.ceil(ttl) * 2)
+redis.call('HSET', KEYS[1], 'w', index, 'c', rc + 1, 'p', rp)
+redis.call('EXPIRE', KEYS[1], window * 2)
+redis.call('HSET', KEYS[2], 'w', index, 'c', cc + cost, 'p', cp)
+redis.call('EXPIRE', KEYS[2], window * 2)
+return {0}
 """
 # KEYS: lease sets; ARGV[1]: ttl; ARGV[2..]: one lease id per key.
 _RENEW = """
@@ -79,34 +123,55 @@ class Lease:
             quotas.release(self)
 
 
+class SlidingWindow:
+    """One counter of the memory store: the arithmetic of the Redis script, in Python."""
+
+    __slots__ = ("count", "index", "previous")
+
+    def __init__(self) -> None:
+        self.index, self.count, self.previous = 0, 0, 0
+
+    def wait_s(self, now: float, limit: int, cost: int) -> float:
+        """Seconds until `cost` more fits under `limit` (0: it fits now); rolls the window."""
+        index = math.floor(now / WINDOW_S)
+        if index != self.index:
+            self.previous = self.count if index == self.index + 1 else 0
+            self.index, self.count = index, 0
+        into = now / WINDOW_S - index
+        c, p = self.count, self.previous
+        if p * (1 - into) + c + cost <= limit:
+            return 0.0
+        if c + cost <= limit:
+            return (1 - (limit - c - cost) / p - into) * WINDOW_S
+        later = 1.0 if cost > limit else max(0.0, 1 - (limit - cost) / c) if c else 0.0
+        return (1 - into + later) * WINDOW_S
+
+
 class Quotas:
     def __init__(self, settings: Settings, *, lease_ttl_s: float = LEASE_TTL_S) -> None:
         self.settings = settings
         self.lease_ttl_s = lease_ttl_s
         self.redis: Redis | None = None
-        storage: Storage
         if settings.redis_url:
-            self.redis = Redis.from_url(
-                settings.redis_url,
-                socket_timeout=REDIS_TIMEOUT_S,
-                socket_connect_timeout=REDIS_TIMEOUT_S,
+            self.redis = Redis.from_pool(
+                BlockingConnectionPool.from_url(
+                    settings.redis_url,
+                    max_connections=REDIS_POOL_SIZE,
+                    timeout=REDIS_TIMEOUT_S,
+                    socket_timeout=REDIS_TIMEOUT_S,
+                    socket_connect_timeout=REDIS_TIMEOUT_S,
+                )
             )
-            # One connection pool for the counters and the leases, closed with `self.redis`.
-            shared: dict[str, Any] = {"connection_pool": self.redis.connection_pool}
-            storage = RedisStorage(
-                _async_url(settings.redis_url), implementation="redispy", **shared
-            )
-            self._acquire = self.redis.register_script(_ACQUIRE)
+            self._admit = self.redis.register_script(_ADMIT)
             self._renew = self.redis.register_script(_RENEW)
-        else:
-            storage = MemoryStorage()
-        self.limiter = SlidingWindowCounterRateLimiter(storage)
-        self._items: dict[int, RateLimitItem] = {}
-        # Leases held by this process: renewed in Redis, counted here without it.
-        self._held: dict[str, Lease] = {}
+        # Without Redis: the counters, by (key id, limit code), and the running translations.
+        self._windows: dict[tuple[str, int], SlidingWindow] = {}
         self._local_counts: dict[str, int] = {}
+        # Leases held by this process: renewed in Redis, counted in `_local_counts` without it.
+        self._held: dict[str, Lease] = {}
         self._renewer: asyncio.Task[None] | None = None
-        self._releases: set[asyncio.Task[None]] = set()
+        self._to_release: list[Lease] = []
+        self._releasing: set[asyncio.Task[None]] = set()
         self._failing = False
 
     def start(self) -> None:
@@ -118,95 +183,63 @@ class Quotas:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
         # Releases still on their way: the slots go back now rather than at their lease's end.
-        await asyncio.gather(*self._releases, return_exceptions=True)
+        await asyncio.gather(*self._releasing, return_exceptions=True)
         if self.redis is not None:
             await self.redis.aclose()
 
-    def _item(self, per_minute: int) -> RateLimitItem:
-        item = self._items.get(per_minute)
-        if item is None:
-            item = self._items[per_minute] = RateLimitItemPerMinute(per_minute)
-        return item
-
     async def admit(self, key: ApiKey, chars: int) -> Lease:
         """Count one request of `chars` characters against `key`, and take a concurrency slot.
-        Raises `RateLimited` (with its Retry-After) when a limit is reached."""
+        Raises `RateLimited` (with its Retry-After) when a limit is reached; then nothing is
+        counted."""
         settings = self.settings
-        rpm = self._item(key.rpm or settings.default_rpm)
-        cpm = self._item(key.cpm or settings.default_cpm)
-        # The three at once: one round trip to Redis in front of the first token, not three.
-        # A request refused by one of them may still count against the others.
-        taking = asyncio.ensure_future(
-            self._take_slot(key, key.concurrency or settings.default_concurrency)
+        limits = (
+            key.rpm or settings.default_rpm,
+            key.cpm or settings.default_cpm,
+            key.concurrency or settings.default_concurrency,
         )
-        try:
-            rpm_ok, cpm_ok, slot = await asyncio.gather(
-                self.limiter.hit(rpm, "rpm", key.id),
-                self.limiter.hit(cpm, "cpm", key.id, cost=chars),
-                taking,
-                return_exceptions=True,
-            )
-        except asyncio.CancelledError:  # the client left: a slot already taken goes back
-            if taking.done() and not taking.cancelled() and taking.exception() is None:
-                held = taking.result()
-                if held is not None:
-                    held.release()
-            raise
-        lease = slot if isinstance(slot, Lease) else None
-        try:
-            for outcome in (rpm_ok, cpm_ok, slot):
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            if not rpm_ok:
-                raise RateLimited(
-                    "This key's requests per minute are used up.",
-                    retry_after_s=await self._retry_after(rpm, key.id, "rpm"),
-                )
-            if not cpm_ok:
-                raise RateLimited(
-                    "This key's characters per minute are used up.",
-                    retry_after_s=await self._retry_after(cpm, key.id, "cpm"),
-                )
-            if lease is None:
-                raise RateLimited(
-                    "This key already has as many translations running as it may.",
-                    retry_after_s=1,
-                )
-        except RateLimited:
-            if lease is not None:
-                lease.release()
-            self._recovered()
-            raise
-        except Exception as exc:
-            if lease is not None:
-                lease.release()
-            return self._fail_open(key, exc)
-        except BaseException:
-            if lease is not None:
-                lease.release()
-            raise
-        self._recovered()
-        return lease
-
-    async def _retry_after(self, item: RateLimitItem, key_id: str, kind: str) -> int:
-        stats = await self.limiter.get_window_stats(item, kind, key_id)
-        return max(1, math.ceil(stats.reset_time - time.time()))
-
-    async def _take_slot(self, key: ApiKey, limit: int) -> Lease | None:
-        """The key's next concurrency slot, or None when all are taken."""
         lease = Lease(self, key.id, uuid.uuid4().hex)
-        if self.redis is not None:
-            taken = await self._acquire(
-                keys=[_lease_set(key.id)], args=[limit, self.lease_ttl_s, lease.lease_id]
-            )
+        if self.redis is None:
+            refused = self._admit_in_memory(key.id, limits, chars)
         else:
-            taken = self._local_counts.get(key.id, 0) < limit
-            if taken:
-                self._local_counts[key.id] = self._local_counts.get(key.id, 0) + 1
-        if not taken:
-            return None
+            try:
+                answer = await self._admit(
+                    keys=[_counter(key.id, "rpm"), _counter(key.id, "cpm"), _lease_set(key.id)],
+                    args=[*limits[:2], chars, limits[2], self.lease_ttl_s, lease.lease_id,
+                          WINDOW_S],
+                )  # fmt: skip
+            except asyncio.CancelledError:
+                # The client left while the script ran: a slot it may have taken goes back.
+                self._held[lease.lease_id] = lease
+                lease.release()
+                raise
+            except Exception as exc:
+                return self._fail_open(key, exc)
+            refused = None if int(answer[0]) == 0 else (int(answer[0]), float(answer[1]))
+        self._recovered()
+        if refused is not None:
+            raise _refusal(*refused)
         self._held[lease.lease_id] = lease
         return lease
+
+    def _admit_in_memory(
+        self, key_id: str, limits: tuple[int, int, int], chars: int
+    ) -> tuple[int, float] | None:
+        now = time.time()
+        windows = []
+        for code, limit, cost in ((_RPM, limits[0], 1), (_CPM, limits[1], chars)):
+            window = self._windows.get((key_id, code))
+            if window is None:
+                window = self._windows[(key_id, code)] = SlidingWindow()
+            wait_s = window.wait_s(now, limit, cost)
+            if wait_s > 0:
+                return code, wait_s
+            windows.append((window, cost))
+        if self._local_counts.get(key_id, 0) >= limits[2]:
+            return _CONCURRENCY, 1.0
+        for window, cost in windows:
+            window.count += cost
+        self._local_counts[key_id] = self._local_counts.get(key_id, 0) + 1
+        return None
 
     def release(self, lease: Lease) -> None:
         if self._held.pop(lease.lease_id, None) is None:
@@ -216,17 +249,26 @@ class Quotas:
             if not self._local_counts[lease.key_id]:
                 del self._local_counts[lease.key_id]
             return
-        # Off the request's path; a lost release only holds the slot until its lease expires.
-        task = asyncio.get_running_loop().create_task(self._release(lease))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        # Off the request's path, and the releases of one moment in one round trip: a burst of
+        # streams that end together must not take a connection each. A lost release only holds
+        # the slot until its lease expires.
+        self._to_release.append(lease)
+        if len(self._to_release) == 1:
+            task = asyncio.get_running_loop().create_task(self._release_batch())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
 
-    async def _release(self, lease: Lease) -> None:
+    async def _release_batch(self) -> None:
         assert self.redis is not None
+        await asyncio.sleep(0)  # let the releases of this moment join the batch
+        batch, self._to_release = self._to_release, []
         try:
-            await self.redis.zrem(_lease_set(lease.key_id), lease.lease_id)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for lease in batch:
+                    pipe.zrem(_lease_set(lease.key_id), lease.lease_id)
+                await pipe.execute()
         except Exception as exc:
-            log.warning("lease_release_failed", error=type(exc).__name__)
+            log.warning("lease_release_failed", error=type(exc).__name__, leases=len(batch))
 
     async def _renew_loop(self) -> None:
         while True:
@@ -254,10 +296,20 @@ class Quotas:
             self._failing = False
 
 
+def _refusal(code: int, wait_s: float) -> RateLimited:
+    retry_after_s = max(1, math.ceil(wait_s))
+    if code == _RPM:
+        message = "This key's requests per minute are used up."
+    elif code == _CPM:
+        message = "This key's characters per minute are used up."
+    else:
+        message = "This key already has as many translations running as it may."
+    return RateLimited(message, retry_after_s=retry_after_s)
+
+
+def _counter(key_id: str, kind: str) -> str:
+    return f"dragoman:rate:{kind}:{key_id}"
+
+
 def _lease_set(key_id: str) -> str:
     return f"dragoman:streams:{key_id}"
-
-
-def _async_url(url: str) -> str:
-    # `limits` names its asyncio storages with an `async+` scheme prefix.
-    return url if url.startswith("async+") else "async+" + url

@@ -34,8 +34,12 @@ def _key(translation_id: str) -> str:
 
 
 class RedisEventLog:
-    def __init__(self, client: redis.Redis, translation_id: str, running_ttl_s: int) -> None:
+    def __init__(
+        self, client: redis.Redis, reader: redis.Redis, translation_id: str, running_ttl_s: int
+    ) -> None:
         self._redis = client
+        # For `XREAD BLOCK` only, which holds a connection while it waits.
+        self._reader = reader
         self._id = translation_id
         self._key = _key(translation_id)
         self._next = 0
@@ -79,7 +83,7 @@ class RedisEventLog:
         block_ms = max(1, int(idle_s * 1000))
         while True:  # live
             # RESP2 (the client's default): [[key, [(id, fields), ...]]], or empty on timeout.
-            answer: Any = await self._redis.xread(
+            answer: Any = await self._reader.xread(
                 {self._key: last}, count=_READ_COUNT, block=block_ms
             )
             if not answer:
@@ -120,19 +124,22 @@ def _interrupted_event(event_id: int) -> bytes:
 class RedisEventLogs:
     shared = True
 
-    def __init__(self, client: redis.Redis, *, window_s: float, grace_s: float) -> None:
+    def __init__(
+        self, client: redis.Redis, reader: redis.Redis, *, window_s: float, grace_s: float
+    ) -> None:
         self._redis = client
+        self._reader = reader
         self._window_s = window_s
         self._grace_ms = max(1, int(grace_s * 1000))
         self._running_ttl_s = int(window_s) + _RUNNING_TTL_S
 
     def create(self, translation_id: str) -> EventLog:
-        return RedisEventLog(self._redis, translation_id, self._running_ttl_s)
+        return RedisEventLog(self._redis, self._reader, translation_id, self._running_ttl_s)
 
     async def open(self, translation_id: str) -> EventLog | None:
         if not await self._redis.exists(_key(translation_id)):
             return None
-        return RedisEventLog(self._redis, translation_id, self._running_ttl_s)
+        return RedisEventLog(self._redis, self._reader, translation_id, self._running_ttl_s)
 
     async def finished(self, translation_id: str) -> None:
         key = _key(translation_id)

@@ -27,6 +27,13 @@ from dragoman.service import Job
 log = structlog.get_logger(__name__)
 
 CANCEL_CHANNEL = "dragoman:cancel"
+# Short commands (appends, expiries, cancels) share a bounded pool: a burst of translations
+# waits its turn for a connection instead of opening one each or failing past redis-py's cap.
+_POOL_SIZE = 64
+_POOL_WAIT_S = 5.0
+# A live listener's `XREAD BLOCK` holds its connection while it waits: those have their own
+# pool, sized for every listener a process can have.
+_MAX_LISTENERS = 10_000
 # How long a cancel request waits for the translation to stop and store its final state.
 _CANCEL_WAIT_S = 5.0
 
@@ -36,11 +43,24 @@ class Resumption:
         self.settings = settings
         self.registry = registry
         self._redis: redis.Redis | None = None
+        self._reader: redis.Redis | None = None
         self.logs: EventLogs
         if settings.redis_url:
-            self._redis = redis.Redis.from_url(settings.redis_url)
+            self._redis = redis.Redis.from_pool(
+                redis.BlockingConnectionPool.from_url(
+                    settings.redis_url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT_S
+                )
+            )
+            self._reader = redis.Redis.from_pool(
+                redis.BlockingConnectionPool.from_url(
+                    settings.redis_url, max_connections=_MAX_LISTENERS, timeout=_POOL_WAIT_S
+                )
+            )
             self.logs = RedisEventLogs(
-                self._redis, window_s=settings.resume_window_s, grace_s=settings.resume_grace_s
+                self._redis,
+                self._reader,
+                window_s=settings.resume_window_s,
+                grace_s=settings.resume_grace_s,
             )
         else:
             self.logs = MemoryEventLogs(settings.resume_window_s)
@@ -64,8 +84,9 @@ class Resumption:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
         await self.logs.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
+        for client in (self._redis, self._reader):
+            if client is not None:
+                await client.aclose()
 
     def start_run(self, job: Job) -> ResumableRun:
         run = ResumableRun(

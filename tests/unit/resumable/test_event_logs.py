@@ -25,7 +25,7 @@ async def logs(request: pytest.FixtureRequest) -> AsyncIterator[EventLogs]:
     if not REDIS_URL:
         pytest.skip("DRAGOMAN_TEST_REDIS_URL is not set")
     client = redis.Redis.from_url(REDIS_URL)
-    yield RedisEventLogs(client, window_s=0.2, grace_s=0.2)
+    yield RedisEventLogs(client, client, window_s=0.2, grace_s=0.2)
     await client.aclose()
 
 
@@ -102,7 +102,7 @@ async def test_a_redis_log_whose_process_stopped_ends_interrupted() -> None:
     assert REDIS_URL is not None
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        logs = RedisEventLogs(client, window_s=60, grace_s=1)
+        logs = RedisEventLogs(client, client, window_s=60, grace_s=1)
         translation_id = resumable_id()
         log = logs.create(translation_id)
         await log.append([_event(0), _event(1)])
@@ -122,7 +122,7 @@ async def test_redis_listener_marks_expire_with_the_grace_time() -> None:
     assert REDIS_URL is not None
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        logs = RedisEventLogs(client, window_s=60, grace_s=0.2)
+        logs = RedisEventLogs(client, client, window_s=60, grace_s=0.2)
         translation_id = resumable_id()
         assert not await logs.was_listened(translation_id)
         await logs.mark_listened(translation_id)
@@ -134,3 +134,30 @@ async def test_redis_listener_marks_expire_with_the_grace_time() -> None:
         assert not await logs.was_listened(translation_id)
     finally:
         await client.aclose()
+
+
+async def test_a_thousand_translations_at_once_share_the_redis_connections() -> None:
+    """More appends and live listeners at once than a default connection pool allows
+    (redis-py's caps at 100): every event lands, every listener gets them all."""
+    if not REDIS_URL:
+        pytest.skip("DRAGOMAN_TEST_REDIS_URL is not set")
+    from dragoman.api.streaming import StreamRegistry
+    from dragoman.config import Settings
+    from dragoman.resumable.service import Resumption
+
+    settings = Settings(_env_file=None, redis_url=REDIS_URL)  # type: ignore[call-arg]
+    resumption = Resumption(settings, StreamRegistry())
+    logs = resumption.logs
+    ids = [resumable_id() for _ in range(1000)]
+    runs = [logs.create(translation_id) for translation_id in ids]
+    try:
+        await asyncio.gather(*(run.append([_event(0)]) for run in runs))
+        listeners = [asyncio.create_task(_collect(logs, i, after=-1)) for i in ids[:300]]
+        await asyncio.sleep(0.2)  # the listeners are blocked in XREAD, holding connections
+        await asyncio.gather(*(run.append([_event(1)], end=True) for run in runs))
+        for heard in await asyncio.gather(*listeners):
+            assert heard == [_event(0), _event(1)]
+    finally:
+        for translation_id in ids:
+            await logs.discard(translation_id)
+        await resumption.aclose()
