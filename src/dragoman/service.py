@@ -277,6 +277,23 @@ class Job:
         cancels its task. A `Stopped` job's record ends `cancelled` with that error."""
         self.abort_error = error
 
+    async def unwind(self, events: AsyncGenerator[Event, None]) -> DragomanError | None:
+        """For a consumer of `events()` that was cancelled: close them now, not at garbage
+        collection (that queues the record's final state and closes the upstream). Returns the
+        server's reason when the server ended the job (`abort`): the cancellation is then taken
+        back and the record is stored, for the consumer to finish in-band. Returns None when
+        the cancellation came from elsewhere (the client left): the consumer re-raises it."""
+        await events.aclose()
+        error = self.abort_error
+        if error is None:
+            return None
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        if self.final is not None:
+            await asyncio.gather(self.final, return_exceptions=True)
+        return error
+
     def release(self) -> None:
         """Give back the key's concurrency slot (once the upstream work is over)."""
         if self._lease is not None:

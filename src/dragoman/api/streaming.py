@@ -189,19 +189,11 @@ class JobResponse(Response):
             else:
                 await self._produce_json(send, events)
         except asyncio.CancelledError:
-            # Cancelled while the job was suspended (say, inside a slow send): closing it now,
-            # not at garbage collection, queues its final state and closes the upstream.
-            await events.aclose()
-            error = self.job.abort_error
+            # Cancelled while the job was suspended (say, inside a slow send).
+            error = await self.job.unwind(events)
             if error is None:
                 raise
-            # Ended by the server, not the client: finish in-band after the record is stored.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            if self.job.final is not None:
-                await asyncio.gather(self.job.final, return_exceptions=True)
-            await self._fail(send, error)
+            await self._fail(send, error)  # ended by the server: in-band, record stored
 
     async def _fail(self, send: Send, error: DragomanError) -> None:
         if self._started:

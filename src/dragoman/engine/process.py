@@ -57,12 +57,7 @@ class ChatRenderer:
 
 class Engine:
     def __init__(
-        self,
-        decoder: Decoder,
-        scheduler: Scheduler,
-        chat: ChatRenderer | None,
-        *,
-        similar: bool = True,
+        self, scheduler: Scheduler, chat: ChatRenderer | None, *, similar: bool = True
     ) -> None:
         self.similar = similar
         self.scheduler = scheduler
@@ -169,7 +164,7 @@ def _exit_when_orphaned() -> None:
 
 async def _serve(args: argparse.Namespace, decoder: Decoder, chat: ChatRenderer | None) -> None:
     scheduler = Scheduler(decoder, parallel=args.parallel, queue_max=args.queue_max)
-    engine = Engine(decoder, scheduler, chat, similar=args.examples == "similar")
+    engine = Engine(scheduler, chat, similar=args.examples == "similar")
     _remove(args.socket)
     server = await asyncio.start_unix_server(
         engine.serve_client, path=args.socket, limit=wire.LINE_LIMIT

@@ -131,16 +131,9 @@ class ResumableRun:
                     started = True
                     self.first.set_result(None)
         except asyncio.CancelledError:
-            # Closing the job now stops the upstream and queues the record's final state.
-            await events.aclose()
-            error = self.job.abort_error
+            error = await self.job.unwind(events)
             if error is None:
                 raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            if self.job.final is not None:
-                await asyncio.gather(self.job.final, return_exceptions=True)
             if started:
                 await self._append([encoder.event("error", error.body())], True)
             else:
