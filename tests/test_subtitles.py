@@ -321,3 +321,31 @@ def test_a_file_counts_once_against_the_keys_limits(
         refused = subtitles(client, {"content": SRT, "script_id": script})
         assert refused.status_code == 429 and "retry-after" in refused.headers
         assert client.get("/v1/translations", params={"script_id": script}).json()["items"] == []
+
+
+def test_a_reader_that_never_reads_is_dropped(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    """As for translations: a subtitle stream whose client takes nothing for the send timeout
+    is ended like one whose client left, and its cue in progress ends cancelled."""
+    server = make_server(send_timeout_s=1, keepalive_s=0.2)
+    script = new_script()
+    tag = f"sub-never-reads-{script}"
+    content = SRT.replace("<font", f"[[big:{tag}:2000:20000]] <font")
+    payload = json.dumps({"content": content, "script_id": script, "target_lang": "ko"}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(
+        b"POST /v1/subtitles HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    try:
+        assert fake.closed_event(tag).wait(60), "the upstream was read on"
+        items = httpx.get(f"{server.url}/v1/translations", params={"script_id": script}).json()[
+            "items"
+        ]
+        big = next(r for r in items if r["segment_index"] == 1)
+        assert wait_for_record(server.url, big["id"], "cancelled")["status"] == "cancelled"
+    finally:
+        sock.close()

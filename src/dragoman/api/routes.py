@@ -249,6 +249,7 @@ async def translate_subtitles(request: Request) -> Any:
         request.app.state.registry,
         stream=body.stream,
         keepalive_s=run.translator.settings.keepalive_s,
+        send_timeout_s=run.translator.settings.send_timeout_s,
     )
 
 

@@ -1,30 +1,27 @@
 """ASGI responses that run a translation job and watch its client at the same time.
 
 The status line waits for the job's first piece (or, on the v1 stream, its first queue
-update), so that failures before it are real HTTP errors. A watcher task reads the ASGI
-channel for the disconnect: when the client leaves (before the first byte, mid-stream, or
-during a `stream: false` request) the job's task is cancelled, which closes the upstream
-connection and queues the record as `cancelled`. The watcher also sends keep-alive comments
-on idle streams, so the producer does no per-piece bookkeeping beyond one counter.
+update), so that failures before it are real HTTP errors. The watching is
+`WatchedResponse`'s: when the client leaves, the job's task is cancelled, which closes the
+upstream connection and queues the record as `cancelled`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 import structlog
-from starlette.background import BackgroundTask
-from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Send
 
 from dragoman import metrics
+from dragoman.api.watched_response import WatchedResponse
 from dragoman.errors import DatabaseUnavailable, DragomanError, QueueFull
 from dragoman.providers.base import Queued
 from dragoman.service import Event, Failed, Finished, Job
-from dragoman.sse import DONE, HEADERS, PING, JsonEventEncoder, RawTextEncoder, json_bytes
+from dragoman.sse import DONE, HEADERS, JsonEventEncoder, RawTextEncoder, json_bytes
 
 log = structlog.get_logger(__name__)
 
@@ -66,10 +63,7 @@ class StreamRegistry:
             response.abort(error)
 
 
-class JobResponse(Response):
-    # A Response subclass so that FastAPI passes it through untouched; it sends by itself.
-    background: BackgroundTask | None
-
+class JobResponse(WatchedResponse):
     def __init__(
         self,
         job: Job,
@@ -80,96 +74,32 @@ class JobResponse(Response):
         send_timeout_s: float = 30.0,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        self.background = None
+        super().__init__(registry, keepalive_s=keepalive_s, send_timeout_s=send_timeout_s)
         self.job = job
         self.encoding = encoding
-        self.registry = registry
-        self.keepalive_s = keepalive_s
-        self.send_timeout_s = send_timeout_s
-        # When the send in progress began (loop time): a client that takes nothing for
-        # `send_timeout_s` is dropped like one that disconnected.
-        self._sending_since: float | None = None
         self.out_headers = {"X-Translation-Id": job.record.id, **(extra_headers or {})}
-        self._producer: asyncio.Task[None] | None = None
-        self._started = False
-        self._ended = False  # the last message is out: no ping may follow it
-        self._sent = 0
 
-    def abort(self, error: DragomanError) -> None:
-        if self._producer is not None and not self._producer.done():
-            self.job.abort(error)
-            self._producer.cancel()
+    def _stop(self, error: DragomanError) -> None:
+        self.job.abort(error)
+
+    def _pings(self) -> bool:
+        return self.encoding != "json"
+
+    def _log_fields(self) -> dict[str, Any]:
+        return {"id": self.job.record.id}
+
+    def _opened(self) -> None:
+        metrics.stream_opened()
+        self.registry.running[self.job.record.id] = self
+
+    async def _closed(self, produced: bool) -> None:
+        metrics.stream_closed()
+        self.job.release()
+        self.registry.running.pop(self.job.record.id, None)
 
     async def ended(self) -> None:
         if self._producer is not None:
             await asyncio.wait({self._producer})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        producer = asyncio.create_task(self._produce(self._timed(send)))
-        watcher = asyncio.create_task(self._watch(receive, send))
-        self._producer = producer
-        self.registry.active.add(self)
-        metrics.stream_opened()
-        self.registry.running[self.job.record.id] = self
-        try:
-            done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if producer in done:
-                watcher.cancel()
-                producer.result()
-            else:
-                # The client left: stop the job; it queues its record as cancelled.
-                producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
-        except asyncio.CancelledError:
-            producer.cancel()
-            watcher.cancel()
-            raise
-        finally:
-            self.registry.active.discard(self)
-            metrics.stream_closed()
-            self.job.release()
-            self.registry.running.pop(self.job.record.id, None)
-
-    def _timed(self, send: Send) -> Send:
-        loop = asyncio.get_running_loop()
-
-        async def timed_send(message: Message) -> None:
-            self._sending_since = loop.time()
-            await send(message)
-            self._sending_since = None
-
-        return timed_send
-
-    async def _watch(self, receive: Receive, send: Send) -> None:
-        seen = -1
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), self.keepalive_s)
-            except TimeoutError:
-                since = self._sending_since
-                if since is not None and loop.time() - since > self.send_timeout_s:
-                    log.warning("client_too_slow", id=self.job.record.id)
-                    return  # as if it had left: the job stops, its record ends cancelled
-                if (
-                    self._started
-                    and not self._ended
-                    and self.encoding != "json"
-                    and seen == self._sent
-                    and since is None
-                ):
-                    try:
-                        async with asyncio.timeout(self.send_timeout_s):
-                            await send(
-                                {"type": "http.response.body", "body": PING, "more_body": True}
-                            )
-                    except TimeoutError:
-                        log.warning("client_too_slow", id=self.job.record.id)
-                        return
-                seen = self._sent
-                continue
-            if message["type"] == "http.disconnect":
-                return
 
     async def _start(self, send: Send, status: int = 200) -> None:
         headers = [

@@ -3,10 +3,11 @@ the `done` object as JSON.
 
 The first event is awaited before the status is sent, so that a failure before it (a bad
 language, the key's limit, the first cue's upstream failing before its first piece) is a real
-HTTP status; later failures are one in-band `error` event. As with translations, a watcher
-reads the ASGI channel: a client that leaves (also during `stream: false`) cancels the run and
-the cue in progress ends `cancelled`; idle streams get keep-alive comments; a shutdown ends the
-stream in-band (`shutting_down`) through the stream registry.
+HTTP status; later failures are one in-band `error` event. The watching is
+`WatchedResponse`'s, as for translations: a client that leaves (also during `stream: false`)
+or stops reading for `DRAGOMAN_SEND_TIMEOUT_S` cancels the run and the cue in progress ends
+`cancelled`; idle streams get keep-alive comments; a shutdown ends the stream in-band
+(`shutting_down`) through the stream registry.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from typing import Any
 
 import orjson
 import structlog
-from starlette.background import BackgroundTask
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from dragoman.api.streaming import StreamRegistry
+from dragoman.api.watched_response import WatchedResponse
 from dragoman.errors import DragomanError
-from dragoman.sse import HEADERS, PING, JsonEventEncoder
+from dragoman.sse import HEADERS, JsonEventEncoder
 from dragoman.subtitles import SubtitleEvent, SubtitleRun
 
 log = structlog.get_logger(__name__)
@@ -35,8 +35,13 @@ _SSE_HEADERS = [
 
 
 async def subtitle_response(
-    run: SubtitleRun, registry: StreamRegistry, *, stream: bool, keepalive_s: float
-) -> Response:
+    run: SubtitleRun,
+    registry: StreamRegistry,
+    *,
+    stream: bool,
+    keepalive_s: float,
+    send_timeout_s: float,
+) -> SubtitleResponse:
     await run.admit()
     events = run.events()
     try:
@@ -44,12 +49,18 @@ async def subtitle_response(
     except BaseException:
         await events.aclose()
         raise
-    return SubtitleResponse(run, first, events, registry, stream=stream, keepalive_s=keepalive_s)
+    return SubtitleResponse(
+        run,
+        first,
+        events,
+        registry,
+        stream=stream,
+        keepalive_s=keepalive_s,
+        send_timeout_s=send_timeout_s,
+    )
 
 
-class SubtitleResponse(Response):
-    background: BackgroundTask | None
-
+class SubtitleResponse(WatchedResponse):
     def __init__(
         self,
         run: SubtitleRun,
@@ -59,61 +70,29 @@ class SubtitleResponse(Response):
         *,
         stream: bool,
         keepalive_s: float,
+        send_timeout_s: float,
     ) -> None:
-        self.background = None
+        super().__init__(registry, keepalive_s=keepalive_s, send_timeout_s=send_timeout_s)
         self.run = run
         self.first = first
         self.events = events
-        self.registry = registry
         self.stream = stream
-        self.keepalive_s = keepalive_s
-        self._producer: asyncio.Task[None] | None = None
         self._abort_error: DragomanError | None = None
-        self._started = False
-        self._ended = False
-        self._sent = 0
         self._encoder = JsonEventEncoder()
 
-    def abort(self, error: DragomanError) -> None:
-        if self._producer is not None and not self._producer.done():
-            self._abort_error = error
-            self.run.abort(error)
-            self._producer.cancel()
+    def _stop(self, error: DragomanError) -> None:
+        self._abort_error = error
+        self.run.abort(error)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        producer = asyncio.create_task(self._produce(send))
-        watcher = asyncio.create_task(self._watch(receive, send))
-        self._producer = producer
-        self.registry.active.add(self)
-        try:
-            done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if producer in done:
-                watcher.cancel()
-                producer.result()
-            else:  # the client left: the run's cue in progress ends cancelled
-                producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
-        except asyncio.CancelledError:
-            producer.cancel()
-            watcher.cancel()
-            raise
-        finally:
-            self.registry.active.discard(self)
-            if producer.done():  # else the producer is still unwinding the run itself
-                await self.events.aclose()
+    def _pings(self) -> bool:
+        return self.stream
 
-    async def _watch(self, receive: Receive, send: Send) -> None:
-        seen = -1
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), self.keepalive_s)
-            except TimeoutError:
-                if self.stream and self._started and not self._ended and seen == self._sent:
-                    await send({"type": "http.response.body", "body": PING, "more_body": True})
-                seen = self._sent
-                continue
-            if message["type"] == "http.disconnect":
-                return
+    def _log_fields(self) -> dict[str, Any]:
+        return {"script_id": self.run.script_id}
+
+    async def _closed(self, produced: bool) -> None:
+        if produced:  # else the producer is still unwinding the run itself
+            await self.events.aclose()
 
     async def _produce(self, send: Send) -> None:
         try:
