@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 from tests.helpers import wait_until_answers
 
@@ -26,9 +27,11 @@ def rss_mb(pid: int) -> float:
 
 
 def start(
-    cmd: list[str], env: dict[str, str], port: int, ready_path: str
+    cmd: list[str], env: dict[str, str], port: int, ready_path: str, log: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start a server and wait until `ready_path` answers; its output goes to `log`, if any."""
+    out = log or subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
     if not wait_until_answers(f"http://127.0.0.1:{port}{ready_path}", proc, 60):
         proc.kill()
         raise SystemExit(f"could not start: {' '.join(cmd)}")

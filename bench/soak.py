@@ -18,7 +18,8 @@ Every `--sample` seconds it prints to stderr the server's memory (RSS), open fil
 its slowest answer to `GET /healthz` and the clients' counts. At the end it stops the clients,
 waits for the grace to cancel what they left, counts the records by status and prints a
 markdown report. It exits 1 when a piece was lost or duplicated, an event id skipped or
-repeated, a text differed, or a record was left `streaming`.
+repeated, a text differed, a record was left `streaming`, or anything else unexpected happened
+(an error status, a stream that ended without `done`, one cancelled that was not meant to be).
 
 The clients are raw sockets on uvloop, as in bench/load.py: on a 2-core machine an httpx client
 for 1,000 streams would take the CPU that the server needs.
@@ -145,8 +146,11 @@ class Response:
             if self.headers.get("transfer-encoding") != "chunked":
                 data = await self.reader.read(65536)
             else:
-                size = int((await self.reader.readline()).split(b";")[0], 16)
-                data = (await self.reader.readexactly(size + 2))[:-2]
+                line = await self.reader.readline()
+                # The server closing the connection mid-body ends it here, without a final
+                # event: the check reports it.
+                size = int(line.split(b";")[0], 16) if line else 0
+                data = (await self.reader.readexactly(size + 2))[:-2] if size else b""
         self.ended = not data
         return data
 
@@ -463,7 +467,7 @@ def report(args: argparse.Namespace, soak: Soak, result: Result, fd_limit: int) 
            [*sorted(statuses.items()), total])  # fmt: skip
     print("\n(The POSTs in flight when the clients stopped have records, but were not counted.)")
     print("\nErrors: " + (", ".join(f"{k}: {v}" for k, v in soak.errors.most_common()) or "none"))
-    bad = sum(soak.counts[k] for k in FAILURES) + statuses["streaming"]
+    bad = sum(soak.counts[k] for k in FAILURES) + statuses["streaming"] + soak.errors.total()
     print(
         f"\nResult: {'FAIL' if bad else 'PASS'} ({statuses['streaming']} records left streaming)."
     )
@@ -485,6 +489,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", help="e.g. postgresql+asyncpg://... (default: SQLite)")
     parser.add_argument("--redis-url", help="DRAGOMAN_REDIS_URL, or 'start' for a redis-server")
+    parser.add_argument("--server-log", help="a file for the server's log (default: dropped)")
     args = parser.parse_args()
 
     # The clients, the upstream and the server each hold a socket per stream, and more.
@@ -503,6 +508,7 @@ def main() -> None:
         for variable in ("DRAGOMAN_AUTH", "DRAGOMAN_REDIS_URL", "DRAGOMAN_METRICS_TOKEN"):
             env.pop(variable, None)
         procs = []
+        log = open(args.server_log, "ab") if args.server_log else None  # closed below
         try:
             if args.redis_url == "start":
                 procs.append(start_redis(redis_port := free_port(), workdir))
@@ -515,13 +521,15 @@ def main() -> None:
                 env, upstream_port, "/v1/models",
             ))  # fmt: skip
             serve = [sys.executable, "-m", "dragoman", "serve", "--port", str(port)]
-            procs.append(server := start(serve, env, port, "/readyz"))
+            procs.append(server := start(serve, env, port, "/readyz", log))
             soak = Soak(args, port)
             result = uvloop.run(run(args, soak, server.pid, database_url))
         finally:
             for proc in reversed(procs):
                 proc.terminate()
                 proc.wait(30)
+            if log is not None:
+                log.close()
     sys.exit(0 if report(args, soak, result, soft) else 1)
 
 
