@@ -20,7 +20,7 @@ from dragoman.config import Settings
 from dragoman.errors import Stopped
 from dragoman.resumable.log import EventLogs
 from dragoman.resumable.memory_log import MemoryEventLogs
-from dragoman.resumable.redis_log import ALIVE_EVERY_S, RedisEventLogs
+from dragoman.resumable.redis_log import ALIVE_EVERY_S, RedisEventLogs, redis_client
 from dragoman.resumable.run import ResumableRun
 from dragoman.service import Job
 
@@ -38,7 +38,7 @@ class Resumption:
         self._redis: redis.Redis | None = None
         self.logs: EventLogs
         if settings.redis_url:
-            self._redis = redis.Redis.from_url(settings.redis_url)
+            self._redis = redis_client(settings.redis_url)
             self.logs = RedisEventLogs(
                 self._redis, window_s=settings.resume_window_s, grace_s=settings.resume_grace_s
             )
