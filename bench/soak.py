@@ -326,19 +326,24 @@ class Lags:
 
     def __init__(self, port: int) -> None:
         self.port, self.health_ms, self.lag_ms = port, 0.0, 0.0
+        self.probing_since: float | None = None
 
     async def watch(self) -> None:
         while True:
             began = time.monotonic()
             await asyncio.sleep(0.5)
             self.lag_ms = max(self.lag_ms, (time.monotonic() - began - 0.5) * 1000)
-            began = time.monotonic()
+            self.probing_since = began = time.monotonic()
             with contextlib.suppress(Exception):
                 (await Response.open(self.port, "GET", "/healthz")).close()
+            self.probing_since = None
             self.health_ms = max(self.health_ms, (time.monotonic() - began) * 1000)
 
     def take(self) -> tuple[float, float]:
-        taken, self.health_ms, self.lag_ms = (self.health_ms, self.lag_ms), 0.0, 0.0
+        health_ms = self.health_ms
+        if self.probing_since is not None:  # a probe not answered yet counts as far as it got
+            health_ms = max(health_ms, (time.monotonic() - self.probing_since) * 1000)
+        taken, self.health_ms, self.lag_ms = (health_ms, self.lag_ms), 0.0, 0.0
         return taken
 
 
