@@ -34,21 +34,17 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import uvloop
 
+from bench.procs import cpu_seconds, rss_mb, start, start_redis
 from tests.conftest import free_port
-from tests.helpers import wait_until_answers
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -68,18 +64,6 @@ class Phase:
     cpu_s: float = 0.0
     rss_peak_mb: float = 0.0
     errors: int = 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _http_post(path: str, body: dict[str, object], headers: str = "") -> bytes:
@@ -136,22 +120,22 @@ async def first_text(target: Target, runs: int) -> list[float]:
 async def concurrent(target: Target, streams: int, expected: int) -> Phase:
     phase = Phase()
     gaps: list[float] = []
-    peak = [_rss_mb(target.pid)]
+    peak = [rss_mb(target.pid)]
     stop = asyncio.Event()
 
     async def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], _rss_mb(target.pid))
+            peak[0] = max(peak[0], rss_mb(target.pid))
             await asyncio.sleep(0.05)
 
     sampler = asyncio.create_task(sample())
-    cpu0 = _cpu_seconds(target.pid)
+    cpu0 = cpu_seconds(target.pid)
     started = time.perf_counter()
     results = await asyncio.gather(
         *(_stream(target, gaps) for _ in range(streams)), return_exceptions=True
     )
     phase.seconds = time.perf_counter() - started
-    phase.cpu_s = _cpu_seconds(target.pid) - cpu0
+    phase.cpu_s = cpu_seconds(target.pid) - cpu0
     stop.set()
     await sampler
     for result in results:
@@ -169,16 +153,6 @@ def _pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _start(
-    cmd: list[str], env: dict[str, str], port: int, ready_path: str
-) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_until_answers(f"http://127.0.0.1:{port}{ready_path}", proc, 60):
-        proc.kill()
-        raise SystemExit(f"could not start: {' '.join(cmd)}")
-    return proc
 
 
 def _configure_upstream(port: int, pieces: int, delay: float) -> None:
@@ -203,7 +177,7 @@ async def measure(
     ttft = await first_text(target, args.ttft_runs)
     _configure_upstream(upstream_port, args.pieces, args.delay)
     ttft_burst = await first_text(target, args.ttft_runs)
-    idle_rss = _rss_mb(target.pid)
+    idle_rss = rss_mb(target.pid)
     row: dict[str, object] = {"ttft": ttft, "ttft_burst": ttft_burst, "idle_rss": idle_rss}
     for streams in args.streams:
         # A phase of 100 streams lasts well under a second: one round is at the mercy of
@@ -257,20 +231,20 @@ def main() -> None:
         env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench"}
         procs = []
         try:
-            upstream = _start(
+            upstream = start(
                 [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
                  "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
                 env, upstream_port, "/v1/models",
             )  # fmt: skip
             procs.append(upstream)
-            dragoman = _start(
+            dragoman = start(
                 [sys.executable, "-m", "dragoman", "serve", "--port", str(dragoman_port)],
                 {**env, "DRAGOMAN_PROVIDER": "openai", "DRAGOMAN_LOG_LEVEL": "warning",
                  "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/dragoman.db"},
                 dragoman_port, "/readyz",
             )  # fmt: skip
             procs.append(dragoman)
-            baseline = _start(
+            baseline = start(
                 [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port",
                  str(baseline_port), "--log-level", "warning", "--no-access-log"],
                 {**env, "BASELINE_DB": f"sqlite+aiosqlite:///{workdir}/baseline.db"},
@@ -315,27 +289,6 @@ def _create_key(env: dict[str, str]) -> str:
     return created.stdout.strip().splitlines()[-1]
 
 
-def _start_redis(port: int, workdir: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return proc
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise SystemExit("could not start redis-server (apt-get install redis-server)")
-        time.sleep(0.05)
-
-
 def production(args: argparse.Namespace) -> None:
     """All off against keys + Redis limits + metrics on, in the same run."""
     with tempfile.TemporaryDirectory() as workdir:
@@ -355,17 +308,17 @@ def production(args: argparse.Namespace) -> None:
         }
         procs = []
         try:
-            procs.append(_start_redis(redis_port, workdir))
-            upstream = _start(
+            procs.append(start_redis(redis_port, workdir))
+            upstream = start(
                 [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
                  "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
                 env, upstream_port, "/v1/models",
             )  # fmt: skip
             procs.append(upstream)
             serve = [sys.executable, "-m", "dragoman", "serve", "--port"]
-            off = _start([*serve, str(off_port)], off_env, off_port, "/readyz")
+            off = start([*serve, str(off_port)], off_env, off_port, "/readyz")
             procs.append(off)
-            on = _start([*serve, str(on_port)], on_env, on_port, "/readyz")
+            on = start([*serve, str(on_port)], on_env, on_port, "/readyz")
             procs.append(on)
             secret = _create_key(on_env)
             body = {"lang": "ko", "message": "hello"}

@@ -11,6 +11,7 @@ cancels a translation that nobody listens to.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,13 +30,36 @@ _ALIVE_TTL_MS = 10_000
 _RUNNING_TTL_S = 3600
 
 
+# Connections of the client that serves resumable translations. Commands wait for a free one
+# rather than fail: a burst of listeners (a thousand streams whose events arrive together)
+# needs more than any fixed number, for a moment.
+POOL_SIZE = 200
+_POOL_WAIT_S = 10.0
+# Listeners of a translation that runs in another process wait in `XREAD BLOCK`, which holds a
+# connection while it waits: they have a client of their own, sized for every listener a
+# process may have, so that they never starve the short commands.
+MAX_REMOTE_LISTENERS = 10_000
+
+
+def redis_client(url: str, *, max_connections: int = POOL_SIZE) -> redis.Redis:
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=_POOL_WAIT_S
+    )
+    return redis.Redis.from_pool(pool)  # closing the client closes its connections
+
+
 def _key(translation_id: str) -> str:
     return f"dragoman:events:{translation_id}"
 
 
 class RedisEventLog:
     def __init__(
-        self, client: redis.Redis, reader: redis.Redis, translation_id: str, running_ttl_s: int
+        self,
+        client: redis.Redis,
+        reader: redis.Redis,
+        translation_id: str,
+        running_ttl_s: int,
+        running: dict[str, RedisEventLog] | None = None,
     ) -> None:
         self._redis = client
         # For `XREAD BLOCK` only, which holds a connection while it waits.
@@ -44,10 +68,29 @@ class RedisEventLog:
         self._key = _key(translation_id)
         self._next = 0
         self._running_ttl_s = running_ttl_s
+        # The log of a translation that runs in this process (listed in `running` until its
+        # end): its followers here wait for `append` to signal news instead of each holding one
+        # of the pool's connections in `XREAD BLOCK` (POOL_SIZE listeners would take them all).
+        self._running = running
+        self._local = running is not None
+        self._changed = asyncio.Event()
+        self._ended = False
 
     async def append(self, events: list[bytes], *, end: bool = False) -> None:
-        if not events:
-            return
+        try:
+            if events:
+                await self._write(events, end)
+        finally:
+            # Local followers read whatever is in Redis now: also after a failed write, so that
+            # none waits for news that will not come.
+            if end:
+                self._ended = True
+                if self._running is not None:
+                    self._running.pop(self._id, None)
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
+
+    async def _write(self, events: list[bytes], end: bool) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for n, data in enumerate(events):
                 fields: dict[Any, Any] = {"d": data}
@@ -80,6 +123,10 @@ class RedisEventLog:
                 return
         if await self._ended_by(last):  # asked from the final event or beyond
             return
+        if self._local:
+            async for batch in self._follow_local(last, idle_s):
+                yield batch
+            return
         block_ms = max(1, int(idle_s * 1000))
         while True:  # live
             # RESP2 (the client's default): [[key, [(id, fields), ...]]], or empty on timeout.
@@ -100,6 +147,31 @@ class RedisEventLog:
             yield batch
             if ended:
                 return
+
+    async def _follow_local(self, last: str, idle_s: float) -> AsyncIterator[list[bytes]]:
+        """Live events of a translation that this process runs: read when `append` says so."""
+        while True:
+            # Taken before the read: news that comes during it is not missed.
+            changed, ended = self._changed, self._ended
+            entries: Any = await self._redis.xrange(
+                self._key, min=f"({last}", max="+", count=_READ_COUNT
+            )
+            if entries:
+                batch, last, ended = _read(entries)
+                yield batch
+                if ended:
+                    return
+                continue
+            if ended:  # ended without a final event in the log (it could not be written)
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), idle_s)
+            except TimeoutError:
+                if not await self._redis.exists(self._key + ":alive"):
+                    # The run stopped without ending its log (Redis failed it): as a dead one.
+                    yield [_interrupted_event(int(last.split("-")[1]))]
+                    return
+                yield []
 
     async def _ended_by(self, last: str) -> bool:
         """Whether the final event is in the log at or before entry `last`."""
@@ -132,13 +204,21 @@ class RedisEventLogs:
         self._window_s = window_s
         self._grace_ms = max(1, int(grace_s * 1000))
         self._running_ttl_s = int(window_s) + _RUNNING_TTL_S
+        self._running: dict[str, RedisEventLog] = {}  # the logs this process writes
 
     def create(self, translation_id: str) -> EventLog:
-        return RedisEventLog(self._redis, self._reader, translation_id, self._running_ttl_s)
+        log = RedisEventLog(
+            self._redis, self._reader, translation_id, self._running_ttl_s, self._running
+        )
+        self._running[translation_id] = log
+        return log
 
     async def open(self, translation_id: str) -> EventLog | None:
         if not await self._redis.exists(_key(translation_id)):
             return None
+        running = self._running.get(translation_id)
+        if running is not None:
+            return running
         return RedisEventLog(self._redis, self._reader, translation_id, self._running_ttl_s)
 
     async def finished(self, translation_id: str) -> None:
@@ -149,6 +229,7 @@ class RedisEventLogs:
             await pipe.execute()
 
     async def discard(self, translation_id: str) -> None:
+        self._running.pop(translation_id, None)
         key = _key(translation_id)
         await self._redis.delete(key, key + ":alive")
 

@@ -37,6 +37,10 @@ class ResumableRun:
         self._grace: asyncio.TimerHandle | None = None
         self._checking: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # True while events that have their ids are written to the log: a cancel then would
+        # leave them out, and the next event's id after a gap (a log in Redis, whose writes
+        # take a round trip). An abort waits for the write to end: the run checks after each.
+        self._writing = False
 
     def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self._run(), name=f"dragoman-resumable-{self.id}")
@@ -46,7 +50,8 @@ class ResumableRun:
     def abort(self, error: DragomanError) -> None:
         if self._task is not None and not self._task.done():
             self.job.abort(error)
-            self._task.cancel()
+            if not self._writing:
+                self._task.cancel()
 
     async def ended(self) -> None:
         if self._task is not None:
@@ -155,9 +160,13 @@ class ResumableRun:
                 self.first.set_result(DragomanError())
 
     async def _append(self, events: list[bytes], end: bool) -> None:
-        await self.log.append(events, end=end)
-        if end:
-            await self._logs.finished(self.id)
+        self._writing = True
+        try:
+            await self.log.append(events, end=end)
+            if end:
+                await self._logs.finished(self.id)
+        finally:
+            self._writing = False
 
     async def _failed_before_start(self, error: DragomanError) -> None:
         if not self.first.done():

@@ -20,20 +20,18 @@ from dragoman.config import Settings
 from dragoman.errors import Stopped
 from dragoman.resumable.log import EventLogs
 from dragoman.resumable.memory_log import MemoryEventLogs
-from dragoman.resumable.redis_log import ALIVE_EVERY_S, RedisEventLogs
+from dragoman.resumable.redis_log import (
+    ALIVE_EVERY_S,
+    MAX_REMOTE_LISTENERS,
+    RedisEventLogs,
+    redis_client,
+)
 from dragoman.resumable.run import ResumableRun
 from dragoman.service import Job
 
 log = structlog.get_logger(__name__)
 
 CANCEL_CHANNEL = "dragoman:cancel"
-# Short commands (appends, expiries, cancels) share a bounded pool: a burst of translations
-# waits its turn for a connection instead of opening one each or failing past redis-py's cap.
-_POOL_SIZE = 64
-_POOL_WAIT_S = 5.0
-# A live listener's `XREAD BLOCK` holds its connection while it waits: those have their own
-# pool, sized for every listener a process can have.
-_MAX_LISTENERS = 10_000
 # How long a cancel request waits for the translation to stop and store its final state.
 _CANCEL_WAIT_S = 5.0
 
@@ -46,16 +44,8 @@ class Resumption:
         self._reader: redis.Redis | None = None
         self.logs: EventLogs
         if settings.redis_url:
-            self._redis = redis.Redis.from_pool(
-                redis.BlockingConnectionPool.from_url(
-                    settings.redis_url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT_S
-                )
-            )
-            self._reader = redis.Redis.from_pool(
-                redis.BlockingConnectionPool.from_url(
-                    settings.redis_url, max_connections=_MAX_LISTENERS, timeout=_POOL_WAIT_S
-                )
-            )
+            self._redis = redis_client(settings.redis_url)
+            self._reader = redis_client(settings.redis_url, max_connections=MAX_REMOTE_LISTENERS)
             self.logs = RedisEventLogs(
                 self._redis,
                 self._reader,

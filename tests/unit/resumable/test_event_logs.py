@@ -12,7 +12,7 @@ import redis.asyncio as redis
 
 from dragoman.resumable.log import EventLogs, is_resumable_id, resumable_id
 from dragoman.resumable.memory_log import MemoryEventLogs
-from dragoman.resumable.redis_log import RedisEventLogs
+from dragoman.resumable.redis_log import POOL_SIZE, RedisEventLogs, redis_client
 
 REDIS_URL = os.environ.get("DRAGOMAN_TEST_REDIS_URL")
 
@@ -33,11 +33,13 @@ def _event(n: int) -> bytes:
     return b"id: %d\nevent: delta\ndata: {}\n\n" % n
 
 
-async def _collect(logs: EventLogs, translation_id: str, after: int) -> list[bytes]:
+async def _collect(
+    logs: EventLogs, translation_id: str, after: int, idle_s: float = 0.05
+) -> list[bytes]:
     log = await logs.open(translation_id)
     assert log is not None
     out: list[bytes] = []
-    async for batch in log.follow(after, idle_s=0.05):
+    async for batch in log.follow(after, idle_s=idle_s):
         out += batch
     return out
 
@@ -136,9 +138,10 @@ async def test_redis_listener_marks_expire_with_the_grace_time() -> None:
         await client.aclose()
 
 
-async def test_a_thousand_translations_at_once_share_the_redis_connections() -> None:
-    """More appends and live listeners at once than a default connection pool allows
-    (redis-py's caps at 100): every event lands, every listener gets them all."""
+async def test_a_thousand_translations_and_remote_listeners_share_the_redis_connections() -> None:
+    """More appends at once than a default connection pool allows (redis-py's caps at 100),
+    and more listeners in another process (in `XREAD BLOCK`) than the pool of short commands
+    holds: every event lands, every listener gets them all."""
     if not REDIS_URL:
         pytest.skip("DRAGOMAN_TEST_REDIS_URL is not set")
     from dragoman.api.streaming import StreamRegistry
@@ -147,13 +150,17 @@ async def test_a_thousand_translations_at_once_share_the_redis_connections() -> 
 
     settings = Settings(_env_file=None, redis_url=REDIS_URL)  # type: ignore[call-arg]
     resumption = Resumption(settings, StreamRegistry())
+    elsewhere = Resumption(settings, StreamRegistry())  # as another replica
     logs = resumption.logs
     ids = [resumable_id() for _ in range(1000)]
     runs = [logs.create(translation_id) for translation_id in ids]
     try:
         await asyncio.gather(*(run.append([_event(0)]) for run in runs))
-        listeners = [asyncio.create_task(_collect(logs, i, after=-1)) for i in ids[:300]]
-        await asyncio.sleep(0.2)  # the listeners are blocked in XREAD, holding connections
+        listeners = [
+            asyncio.create_task(_collect(elsewhere.logs, i, after=-1, idle_s=5))
+            for i in ids[: POOL_SIZE + 100]
+        ]
+        await asyncio.sleep(0.5)  # the listeners are blocked in XREAD, holding connections
         await asyncio.gather(*(run.append([_event(1)], end=True) for run in runs))
         for heard in await asyncio.gather(*listeners):
             assert heard == [_event(0), _event(1)]
@@ -161,3 +168,31 @@ async def test_a_thousand_translations_at_once_share_the_redis_connections() -> 
         for translation_id in ids:
             await logs.discard(translation_id)
         await resumption.aclose()
+        await elsewhere.aclose()
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="DRAGOMAN_TEST_REDIS_URL is not set")
+async def test_more_local_followers_than_the_redis_pool_holds_all_follow_to_the_end() -> None:
+    """Followers of logs that this process writes wait for news without holding a connection
+    each: more of them than the pool holds follow to the end, and meanwhile other commands
+    still get a connection."""
+    assert REDIS_URL is not None
+    client = redis_client(REDIS_URL)  # as the service builds it
+    try:
+        logs = RedisEventLogs(client, client, window_s=60, grace_s=1)
+        ids = [resumable_id() for _ in range(POOL_SIZE + 100)]
+        written = [logs.create(translation_id) for translation_id in ids]
+        for log in written:
+            await log.append([_event(0)])
+        # Waiting up to 5 s for news: in `XREAD BLOCK`, each would hold a connection as long.
+        followers = [asyncio.create_task(_collect(logs, i, after=-1, idle_s=5)) for i in ids]
+        await asyncio.sleep(0.5)  # every follower is waiting for news
+        assert await asyncio.wait_for(client.ping(), 1)
+        for log in written:
+            await log.append([_event(1)], end=True)
+        results = await asyncio.wait_for(asyncio.gather(*followers), 20)
+        assert all(events == [_event(0), _event(1)] for events in results)
+        for translation_id in ids:
+            await logs.discard(translation_id)
+    finally:
+        await client.aclose()
