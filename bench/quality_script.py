@@ -30,6 +30,9 @@ Measures, per language and mode:
   same rendering and it is not none. A rendering outside the accepted forms thus counts as
   inconsistent even when the model repeats it: this is a lower bound. Reported over all
   recurring terms and over the non-glossary ones alone (where only context can help).
+- Terms after the end: of the kept entries, those written only after the translation's last
+  full stop (where glossary steering of the embedded model puts a term the model would have
+  left out; see README, "Scripts").
 - First token p50: from sending the request to the first `delta` event of its stream. The
   context makes the prompt longer, and this is its price.
 """
@@ -68,6 +71,13 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def occurs(term: str, text: str) -> bool:
     return term.casefold() in text.casefold()
+
+
+def appended(term: str, translation: str) -> bool:
+    """The term occurs only after the translation's last sentence end."""
+    ends = [translation.rfind(mark) for mark in ".!?。"]
+    last = max(ends)
+    return last >= 0 and occurs(term, translation[last:]) and not occurs(term, translation[:last])
 
 
 @dataclass
@@ -119,6 +129,7 @@ class Scores:
     chrf: float
     kept: int
     applicable: int
+    after_end: int
     misses_agree: bool
     consistent: int
     recurring: int
@@ -135,12 +146,13 @@ def score(run: Run) -> Scores:
     glossary = [(g["source"], g[run.lang]) for g in _rows(GLOSSARY)]
     others = [(t["source"], t[run.lang].split("|")) for t in _rows(TERMS)]
 
-    kept = applicable = 0
+    kept = applicable = after_end = 0
     misses_agree = True
     for source, translation, recorded in zip(sources, run.translations, run.misses, strict=True):
         applied = [(s, t) for s, t in glossary if occurs(s, source)]
         missed = [s for s, t in applied if not occurs(t, translation)]
         applicable += len(applied)
+        after_end += sum(1 for s, t in applied if appended(t, translation))
         kept += len(applied) - len(missed)
         expected = missed if applied else None
         if (sorted(recorded) if recorded is not None else None) != (
@@ -166,6 +178,7 @@ def score(run: Run) -> Scores:
         chrf=CHRF().corpus_score(run.translations, [refs]).score,
         kept=kept,
         applicable=applicable,
+        after_end=after_end,
         misses_agree=misses_agree,
         consistent=sum(results),
         recurring=len(results),
@@ -178,15 +191,16 @@ def score(run: Run) -> Scores:
 
 def table(results: list[tuple[Run, Scores]]) -> str:
     lines = [
-        "| target | mode | chrF | glossary adherence | term consistency "
+        "| target | mode | chrF | glossary adherence | terms after the end | term consistency "
         "| of which not in glossary | first token p50 | prompt tokens (mean) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run, s in results:
         check = "" if s.misses_agree else " (≠ glossary_misses)"
         lines.append(
             f"| en→{run.lang} | {run.mode} | {s.chrf:.1f} "
             f"| {100 * s.kept / s.applicable:.0f}% ({s.kept}/{s.applicable}){check} "
+            f"| {s.after_end} "
             f"| {100 * s.consistent / s.recurring:.0f}% ({s.consistent}/{s.recurring}) "
             f"| {s.other_consistent}/{s.other_recurring} "
             f"| {s.first_token_p50_ms:.0f} ms | {s.prompt_tokens_mean:.0f} |"
@@ -238,7 +252,14 @@ def main() -> None:
                     proc.wait(30)
     if args.dump:
         dump = [
-            {"lang": r.lang, "mode": r.mode, "translations": r.translations, "misses": r.misses}
+            {
+                "lang": r.lang,
+                "mode": r.mode,
+                "translations": r.translations,
+                "misses": r.misses,
+                "first_token_s": r.first_token_s,
+                "prompt_tokens": r.prompt_tokens,
+            }
             for r, _ in results
         ]
         Path(args.dump).write_text(json.dumps(dump, ensure_ascii=False, indent=1))

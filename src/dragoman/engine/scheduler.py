@@ -5,6 +5,9 @@ the next unit (sentence) of every request that needs one, decodes one token for 
 sequence in one `llama_decode` call, and lets finished or cancelled requests leave. A request
 that arrives joins at the next step; a cancelled one stops before its next token.
 
+A unit with glossary terms is decoded with their steering (`terms.py`): biases on the logits
+of its next token, and the rest of a term forced once begun by the bias.
+
 Scheduling runs on the engine's event loop; llama.cpp runs on one decode thread, one call per
 step.
 """
