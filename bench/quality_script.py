@@ -1,6 +1,7 @@
 """A script translated segment by segment: chrF, glossary adherence, term consistency, first token.
 
-    python -m bench.quality_script [--langs ko,fr] [--server URL] [--server-no-context URL]
+    python -m bench.quality_script [--langs ko,fr] [--modes context,no context]
+        [--context-segments N] [--server URL] [--server-no-context URL] [--dump FILE]
 
 The script is `bench/quality/script_lecture.tsv`: a lecture of 33 one-sentence segments (as
 speech-to-text gives them) with Korean and French references, in which names and terms recur.
