@@ -75,13 +75,14 @@ class Scheduler:
     ) -> None:
         self._decoder = decoder
         self.glossary_bias = glossary_bias
-        # Tokens that end a translation (end of generation, a line break: the few-shot answer
-        # ends at its line's end), which glossary steering holds back; one pass over the
-        # vocabulary (under a second), so at start rather than on a first request.
-        self._end_tokens = frozenset(
-            t
-            for t in (range(decoder.n_vocab) if glossary_bias > 0 else ())
-            if decoder.is_end(t) or b"\n" in decoder.piece(t)
+        # Tokens that end a translation, before which glossary steering writes a missing term:
+        # the end of generation, and for a few-shot unit (whose answer ends at its line's end)
+        # any piece with a line break. One pass over the vocabulary (under a second), so at
+        # start rather than on a first request.
+        vocabulary = range(decoder.n_vocab) if glossary_bias > 0 else range(0)
+        self._generation_ends = frozenset(t for t in vocabulary if decoder.is_end(t))
+        self._line_ends = self._generation_ends | frozenset(
+            t for t in vocabulary if b"\n" in decoder.piece(t)
         )
         self.parallel = parallel
         self.queue_max = queue_max
@@ -272,7 +273,8 @@ class Scheduler:
             )
             for term in unit.terms
         ]
-        return TermSteering(terms, self.glossary_bias, self._end_tokens)
+        ends = self._line_ends if unit.line else self._generation_ends
+        return TermSteering(terms, self.glossary_bias, ends)
 
     # Back on the event loop
 
