@@ -31,9 +31,17 @@ from tests.helpers import wait_until_answers
 PAIRS = Path(__file__).parent / "quality" / "pairs.tsv"
 
 
-def _start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    workdir: str, extra_env: dict[str, str] | None = None, name: str = "quality"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`dragoman serve` with the current environment (plus `extra_env`) on a free port, its
+    database `name`.db in `workdir`; waits until it is ready."""
     port = free_port()
-    env = {**os.environ, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/quality.db"}
+    env = {
+        **os.environ,
+        "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/{name}.db",
+        **(extra_env or {}),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "dragoman", "serve", "--port", str(port)],
         env=env,
@@ -94,7 +102,7 @@ def main() -> None:
         proc = None
         url = args.server
         if url is None:
-            proc, url = _start_server(workdir)
+            proc, url = start_server(workdir)
         try:
             scores = evaluate(url, args.concurrency)
         finally:

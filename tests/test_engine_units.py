@@ -52,3 +52,14 @@ def test_an_unoffered_language_error_lists_the_few_that_are() -> None:
     with pytest.raises(UnsupportedLanguage) as caught:
         LanguageCatalog(LOCAL_LANGUAGES).resolve("ar", field="target_lang")
     assert "offered: en, ko, ja, zh, fr, es, de" in caught.value.message
+
+
+def test_each_sentence_keeps_the_glossary_terms_of_its_own_text() -> None:
+    units = base_model_units(
+        "The sensor works. Busan is far.",
+        "en",
+        "ko",
+        glossary=[("sensor", "센서"), ("busan", "부산"), ("tide gauge", "조위계")],
+        similar=False,
+    )
+    assert [u.terms for u in units] == [("센서",), ("부산",)]

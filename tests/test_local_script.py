@@ -63,3 +63,27 @@ def test_segments_and_subtitles_on_the_embedded_model(
             (c.index, c.start, c.end) for c in srt.parse(FILM)
         ]
         assert all(KANA_KANJI.search(c.content) for c in cues), done["content"]
+
+
+def test_glossary_terms_are_kept_by_the_embedded_model(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    # Without glossary steering this model writes neither term here (the 11th segment of the
+    # lecture in bench.quality_script).
+    server = local_server(make_server)
+    entries = [
+        {"source": "sea level", "target": "해수면", "target_lang": "ko"},
+        {"source": "Tidewatch", "target": "타이드워치", "target_lang": "ko"},
+        {"source": "Tidewatch", "target": "Tidewatch", "target_lang": "fr"},
+        {"source": "sea level", "target": "niveau de la mer", "target_lang": "fr"},
+    ]
+    text = "Each sensor sends its reading of the sea level to Tidewatch by radio."
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        client.put("/v1/scripts/local-terms/glossary", json={"entries": entries})
+        for lang in ("ko", "fr"):
+            response = client.post(
+                "/v1/scripts/local-terms/segments",
+                json={"text": text, "target_lang": lang, "source_lang": "en", "stream": False},
+            )
+            record = response.json()
+            assert record["glossary_misses"] == [], record["translation"]

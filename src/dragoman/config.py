@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # `similar`: each sentence also gets the two bank examples most like it; `fixed`: only the
     # language pair's six shared examples (kept to measure the difference).
     local_examples: Literal["similar", "fixed"] = "similar"
+    # Added to the logit of the token that starts a glossary term missing from a segment's
+    # translation (README, "Glossary terms on the embedded model"); 0 turns it off.
+    local_glossary_bias: float = Field(default=5.0, ge=0, le=100)
     # Set by `dragoman serve` for its workers: the socket of the engine it supervises.
     engine_socket: str | None = None
     database_url: str = "sqlite+aiosqlite:///./dragoman.db"

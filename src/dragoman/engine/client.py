@@ -108,7 +108,13 @@ class EngineClient:
         self._pending[key] = queue
         finished = False
         try:
-            writer.write(wire.encode({"go": key, "text": text, "source": source, "target": target}))
+            message: dict[str, Any] = {"go": key, "text": text, "source": source, "target": target}
+            # Only a script segment has these; the engine reads them as absent otherwise.
+            if context:
+                message["context"] = [list(pair) for pair in context]
+            if glossary:
+                message["glossary"] = [list(pair) for pair in glossary]
+            writer.write(wire.encode(message))
             while True:
                 message = await queue.get()
                 if "p" in message:

@@ -31,6 +31,8 @@ class Entry:
     token: int
     pos: int
     logits: bool
+    # Added to these tokens' logits before the greedy choice (glossary terms, `terms.py`).
+    bias: dict[int, float] | None = None
 
 
 def _silence_llama_log() -> None:
@@ -172,8 +174,9 @@ class Decoder:
 
     # Decoding
 
-    def decode(self, entries: list[Entry]) -> list[int]:
-        """Decode one batch; the greedy next token for every entry that asked for logits."""
+    def decode(self, entries: list[Entry]) -> list[tuple[int, int]]:
+        """Decode one batch; for every entry that asked for logits, the greedy next token with
+        the entry's bias and without it."""
         batch: Any = self._batch
         for i, e in enumerate(entries):
             batch.token[i] = e.token
@@ -190,7 +193,15 @@ class Decoder:
             if e.logits:
                 pointer = self._ll.llama_get_logits_ith(self.ctx, i)
                 logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
-                out.append(int(logits.argmax()))
+                best = int(logits.argmax())
+                steered = best
+                if e.bias:
+                    # A copy: the logits buffer is llama.cpp's own.
+                    biased = logits.copy()
+                    tokens = np.fromiter(e.bias.keys(), dtype=np.int64)
+                    biased[tokens] += np.fromiter(e.bias.values(), dtype=biased.dtype)
+                    steered = int(biased.argmax())
+                out.append((steered, best))
         return out
 
     def close(self) -> None:

@@ -81,7 +81,8 @@ class Engine:
                 context=context,
                 glossary=glossary,
             )
-            return [chat_unit(self.chat.render(chat_messages(task)), text)]
+            terms = tuple(t for _, t in glossary)
+            return [chat_unit(self.chat.render(chat_messages(task)), text, terms)]
         return base_model_units(
             text, source, target, context=context, glossary=glossary, similar=self.similar
         )
@@ -163,7 +164,12 @@ def _exit_when_orphaned() -> None:
 
 
 async def _serve(args: argparse.Namespace, decoder: Decoder, chat: ChatRenderer | None) -> None:
-    scheduler = Scheduler(decoder, parallel=args.parallel, queue_max=args.queue_max)
+    scheduler = Scheduler(
+        decoder,
+        parallel=args.parallel,
+        queue_max=args.queue_max,
+        glossary_bias=args.glossary_bias,
+    )
     engine = Engine(scheduler, chat, similar=args.examples == "similar")
     _remove(args.socket)
     server = await asyncio.start_unix_server(
@@ -201,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("similar", "fixed"),
         default="similar",
         help="fixed: the language pair's six examples only (for comparison)",
+    )
+    parser.add_argument(
+        "--glossary-bias",
+        type=float,
+        default=0.0,
+        help="logit bias towards a segment's missing glossary terms (0: none)",
     )
     args = parser.parse_args(argv)
     if args.ctx <= 0:

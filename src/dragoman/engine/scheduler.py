@@ -5,6 +5,9 @@ the next unit (sentence) of every request that needs one, decodes one token for 
 sequence in one `llama_decode` call, and lets finished or cancelled requests leave. A request
 that arrives joins at the next step; a cancelled one stops before its next token.
 
+A unit with glossary terms is decoded with their steering (`terms.py`): biases on the logits
+of its next token, and the rest of a term forced once begun by the bias.
+
 Scheduling runs on the engine's event loop; llama.cpp runs on one decode thread, one call per
 step.
 """
@@ -22,6 +25,7 @@ from typing import Any
 import structlog
 
 from dragoman.engine.decoder import DecodeError, Decoder, Entry
+from dragoman.engine.terms import Term, TermSteering
 from dragoman.engine.units import Unit
 
 log = structlog.get_logger(__name__)
@@ -62,11 +66,24 @@ class Request:
     error: str | None = None  # ends the request with this message after this step
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    steering: TermSteering | None = None  # the running unit's glossary terms
 
 
 class Scheduler:
-    def __init__(self, decoder: Decoder, *, parallel: int, queue_max: int) -> None:
+    def __init__(
+        self, decoder: Decoder, *, parallel: int, queue_max: int, glossary_bias: float = 0.0
+    ) -> None:
         self._decoder = decoder
+        self.glossary_bias = glossary_bias
+        # Tokens that end a translation, before which glossary steering writes a missing term:
+        # the end of generation, and for a few-shot unit (whose answer ends at its line's end)
+        # any piece with a line break. One pass over the vocabulary (under a second), so at
+        # start rather than on a first request.
+        vocabulary = range(decoder.n_vocab) if glossary_bias > 0 else range(0)
+        self._generation_ends = frozenset(t for t in vocabulary if decoder.is_end(t))
+        self._line_ends = self._generation_ends | frozenset(
+            t for t in vocabulary if b"\n" in decoder.piece(t)
+        )
         self.parallel = parallel
         self.queue_max = queue_max
         self.waiting: collections.deque[Request] = collections.deque()
@@ -167,7 +184,7 @@ class Scheduler:
 
     # On the decode thread: llama.cpp calls only, plus the request fields no one else writes.
 
-    def _step_sync(self) -> list[tuple[Request, int]]:
+    def _step_sync(self) -> list[tuple[Request, tuple[int, int]]]:
         d = self._decoder
         for slot in self._free_after_step:
             d.clear(slot)
@@ -179,7 +196,7 @@ class Scheduler:
         # Running sequences first: one token each, so that a long new prompt never stalls them.
         for request in self.slots:
             if request is not None and not request.cancelled and request.last is not None:
-                entries.append(Entry(request.slot, request.last, request.pos, True))
+                entries.append(Entry(request.slot, request.last, request.pos, True, _bias(request)))
                 request.pos += 1
                 request.last = None
                 wants.append(request)
@@ -198,7 +215,8 @@ class Scheduler:
             chunk, request.pending = request.pending[:budget], request.pending[budget:]
             for i, token in enumerate(chunk):
                 last = not request.pending and i == len(chunk) - 1
-                entries.append(Entry(request.slot, token, request.pos + i, last))
+                bias = _bias(request) if last else None
+                entries.append(Entry(request.slot, token, request.pos + i, last, bias))
             request.pos += len(chunk)
             budget -= len(chunk)
             if not request.pending:
@@ -238,25 +256,45 @@ class Scheduler:
             request.produced = 0
             request.began = False
             request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            request.steering = self._steering(unit, d)
             request.prompt_tokens += request.pos + len(prompt)
             return True
         request.done = True
         return False
 
+    def _steering(self, unit: Unit, d: Decoder) -> TermSteering | None:
+        if not unit.terms or self.glossary_bias <= 0:
+            return None
+        terms = [
+            Term(
+                term,
+                tuple(d.tokenize(" " + term, bos=False)),
+                tuple(d.tokenize(term, bos=False)),
+            )
+            for term in unit.terms
+        ]
+        ends = self._line_ends if unit.line else self._generation_ends
+        return TermSteering(terms, self.glossary_bias, ends)
+
     # Back on the event loop
 
-    def _deliver(self, sampled: list[tuple[Request, int]]) -> None:
+    def _deliver(self, sampled: list[tuple[Request, tuple[int, int]]]) -> None:
         d = self._decoder
-        for request, token in sampled:
+        for request, (token, natural) in sampled:
             if request.cancelled:
                 continue
             unit = request.units[request.unit]
+            steering = request.steering
+            if steering is not None:
+                token = steering.choose(token, natural)
             ended = d.is_end(token)
             text = ""
             if not ended:
                 request.produced += 1
                 request.completion_tokens += 1
                 text = request.decoder.decode(d.piece(token))
+                if steering is not None:
+                    steering.advance(token, text)
                 if unit.line and "\n" in text:
                     text, ended = text[: text.index("\n")], True
                 if request.produced >= request.limit:
@@ -283,3 +321,7 @@ class Scheduler:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _bias(request: Request) -> dict[int, float] | None:
+    return request.steering.next_bias() if request.steering is not None else None

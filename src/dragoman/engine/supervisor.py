@@ -63,6 +63,8 @@ def engine_command(settings: Settings, socket_path: str) -> list[str]:
         settings.log_level,
         "--examples",
         settings.local_examples,
+        "--glossary-bias",
+        str(settings.local_glossary_bias),
     ]
     if settings.model_path:
         command += ["--model-path", settings.model_path]

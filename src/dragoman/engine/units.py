@@ -24,6 +24,8 @@ class Unit:
     after: str  # emitted verbatim once the generation ends (sentence separators, line breaks)
     line: bool  # the answer ends at the first line break (few-shot completion)
     chat: bool = False  # the prompt is a rendered chat template: its special tokens are parsed
+    # Glossary target terms the output should contain: decoding is steered towards them.
+    terms: tuple[str, ...] = ()
 
 
 def base_model_units(
@@ -54,7 +56,9 @@ def base_model_units(
             pairs = [*near, *fixed]
             shots = "".join(f"{src}: {_line(s)}\n{tgt}: {_line(t)}\n\n" for s, t in pairs)
             prompt = f"{shots}{src}: {sentence}\n{tgt}:"
-        units.append(Unit(prefix, prompt, sentence, after, True))
+        # The glossary applies to the whole text; each sentence keeps only its own terms.
+        terms = tuple(t for s, t in glossary if sentence and s.casefold() in sentence.casefold())
+        units.append(Unit(prefix, prompt, sentence, after, True, terms=terms))
     return units
 
 
@@ -63,5 +67,5 @@ def _line(text: str) -> str:
     return " ".join(text.split())
 
 
-def chat_unit(prompt: str, text: str) -> Unit:
-    return Unit("", prompt, text, "", False, chat=True)
+def chat_unit(prompt: str, text: str, terms: tuple[str, ...] = ()) -> Unit:
+    return Unit("", prompt, text, "", False, chat=True, terms=terms)
