@@ -17,6 +17,7 @@ from dragoman.errors import RateLimited
 from dragoman.keys import ApiKey
 from dragoman.quotas import Quotas
 from tests.conftest import RedisProcess, ServerThread
+from tests.fake_openai import FakeOpenAI
 from tests.test_keys import bearer, create_key
 
 BODY = {"text": "Hello", "target_lang": "ko", "stream": False}
@@ -242,3 +243,31 @@ async def test_a_burst_is_counted_not_waved_through(quota_settings: Settings) ->
             lease.release()
     finally:
         await quotas.aclose()
+
+
+def test_a_request_counted_while_its_upstream_starts_is_still_refused_before_any_byte(
+    make_server: Callable[..., ServerThread], db_url: str, redis_url: str, fake: FakeOpenAI
+) -> None:
+    """A replica that last saw a key far from its limits counts the key's next request in Redis
+    while the upstream starts. When another replica used up the room meanwhile, the answer is
+    still a 429 with Retry-After, nothing stored, and the upstream closed."""
+    here = make_server(auth="keys", redis_url=redis_url)
+    there = make_server(auth="keys", redis_url=redis_url)
+    _, secret = create_key(db_url, rpm=10)
+    tag = f"early-{uuid.uuid4().hex[:8]}"
+    with (
+        httpx.Client(base_url=here.url, timeout=30) as a,
+        httpx.Client(base_url=there.url, timeout=30) as b,
+    ):
+        assert _post(a, secret).status_code == 200  # 1 of 10: `here` saw plenty of room
+        for _ in range(9):
+            assert _post(b, secret).status_code == 200  # 10 of 10, through the other
+        body = {"text": f"x [[slow:{tag}:20:0.05]]", "target_lang": "ko"}
+        refused = a.post("/v1/translations", json=body, headers=bearer(secret))
+        _assert_rate_limited(refused)
+        assert "x-translation-id" not in refused.headers
+        # It was counted alongside the start of its upstream request, which is closed.
+        assert fake.closed_event(tag).wait(10)
+        _assert_rate_limited(_post(a, secret))  # and now counted first
+        page = a.get("/v1/translations", headers=bearer(secret)).json()
+        assert len(page["items"]) == 10

@@ -21,13 +21,16 @@ worse for its users than one whose limits lapse for the length of the outage.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import NoScriptError
 
 from dragoman.config import Settings
 from dragoman.errors import RateLimited
@@ -44,13 +47,19 @@ REDIS_TIMEOUT_S = 0.5
 # connection, rather than one connection per request (or an error past redis-py's default cap).
 REDIS_POOL_SIZE = 32
 
+# A key found using less than this share of each of its limits...
+ROOMY_SHARE = 0.5
+# ...for this long after: its requests may start before Redis has counted them (`has_room`).
+ROOMY_FOR_S = 2.0
+
 # Which limit refused a request: the script's and `_refusal`'s common codes.
 _RPM, _CPM, _CONCURRENCY = 1, 2, 3
 
 # KEYS: the key's request counter, character counter (hashes: w = minute index, c = its count,
 # p = the previous minute's), lease set. ARGV: rpm, cpm, characters, concurrency, lease ttl,
 # lease id, window. Server time, so that the replicas' clocks do not matter.
-# Returns {0} when admitted, else {limit code, seconds to wait}.
+# Returns {0, requests, characters, slots used now} when admitted, else {limit code, seconds to
+# wait}.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -95,7 +104,8 @@ redis.call('HSET', KEYS[1], 'w', index, 'c', rc + 1, 'p', rp)
 redis.call('EXPIRE', KEYS[1], window * 2)
 redis.call('HSET', KEYS[2], 'w', index, 'c', cc + cost, 'p', cp)
 redis.call('EXPIRE', KEYS[2], window * 2)
-return {0}
+return {0, math.floor(rp * (1 - into) + rc + 1), math.floor(cp * (1 - into) + cc + cost),
+        redis.call('ZCARD', KEYS[3])}
 """
 # KEYS: lease sets; ARGV[1]: ttl; ARGV[2..]: one lease id per key.
 _RENEW = """
@@ -162,7 +172,7 @@ class Quotas:
                     socket_connect_timeout=REDIS_TIMEOUT_S,
                 )
             )
-            self._admit = self.redis.register_script(_ADMIT)
+            self._admit_sha = hashlib.sha1(_ADMIT.encode()).hexdigest()
             self._renew = self.redis.register_script(_RENEW)
         # Without Redis: the counters, by (key id, limit code), and the running translations.
         self._windows: dict[tuple[str, int], SlidingWindow] = {}
@@ -170,9 +180,13 @@ class Quotas:
         # Leases held by this process: renewed in Redis, counted in `_local_counts` without it.
         self._held: dict[str, Lease] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._to_count: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._counter_task: asyncio.Task[None] | None = None
         self._to_release: list[Lease] = []
         self._releasing: set[asyncio.Task[None]] = set()
         self._failing = False
+        # Key id -> until when (monotonic) it counts as far from its limits.
+        self._roomy: dict[str, float] = {}
 
     def start(self) -> None:
         if self.redis is not None:
@@ -182,8 +196,10 @@ class Quotas:
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
-        # Releases still on their way: the slots go back now rather than at their lease's end.
-        await asyncio.gather(*self._releasing, return_exceptions=True)
+        # Counts and releases still on their way: the slots go back now rather than at their
+        # lease's end.
+        pending = [*self._releasing, *([self._counter_task] if self._counter_task else [])]
+        await asyncio.gather(*pending, return_exceptions=True)
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -202,11 +218,10 @@ class Quotas:
             refused = self._admit_in_memory(key.id, limits, chars)
         else:
             try:
-                answer = await self._admit(
-                    keys=[_counter(key.id, "rpm"), _counter(key.id, "cpm"), _lease_set(key.id)],
-                    args=[*limits[:2], chars, limits[2], self.lease_ttl_s, lease.lease_id,
-                          WINDOW_S],
-                )  # fmt: skip
+                answer = await self._count(
+                    [_counter(key.id, "rpm"), _counter(key.id, "cpm"), _lease_set(key.id)],
+                    [*limits[:2], chars, limits[2], self.lease_ttl_s, lease.lease_id, WINDOW_S],
+                )
             except asyncio.CancelledError:
                 # The client left while the script ran: a slot it may have taken goes back.
                 self._held[lease.lease_id] = lease
@@ -215,11 +230,74 @@ class Quotas:
             except Exception as exc:
                 return self._fail_open(key, exc)
             refused = None if int(answer[0]) == 0 else (int(answer[0]), float(answer[1]))
+            self._note_room(key.id, limits, answer if refused is None else None)
         self._recovered()
         if refused is not None:
             raise _refusal(*refused)
         self._held[lease.lease_id] = lease
         return lease
+
+    async def _count(self, keys: list[str], args: list[Any]) -> Any:
+        """The admission script for one request. Requests that come while a round trip is in
+        flight go together in the next one (one pipeline): a burst of requests costs a few
+        round trips, and far less CPU than one command each; a lone request, one command."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._to_count.append((keys, args, future))
+        if self._counter_task is None:
+            self._counter_task = asyncio.get_running_loop().create_task(self._count_queued())
+        return await future
+
+    async def _count_queued(self) -> None:
+        assert self.redis is not None
+        try:
+            while self._to_count:
+                batch, self._to_count = self._to_count, []
+                try:
+                    results = await self._run_scripts(batch)
+                    if any(isinstance(result, NoScriptError) for result in results):
+                        await self.redis.script_load(_ADMIT)  # a restarted or flushed Redis
+                        results = await self._run_scripts(batch)
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():  # its request was cancelled meanwhile
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._counter_task = None
+
+    async def _run_scripts(self, batch: list[tuple[list[str], list[Any], Any]]) -> list[Any]:
+        assert self.redis is not None
+        if len(batch) == 1:  # a pipeline costs more than a lone command
+            keys, args, _ = batch[0]
+            try:
+                return [await self.redis.evalsha(self._admit_sha, len(keys), *keys, *args)]
+            except NoScriptError as exc:
+                return [exc]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self._admit_sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    def has_room(self, key: ApiKey) -> bool:
+        """Whether `key` was far from all of its limits when Redis last counted it, a moment
+        ago. Its next request may then start while Redis counts it (`admit` alongside): the
+        answer still comes before the first byte, and a refusal is then rare."""
+        until = self._roomy.get(key.id)
+        return until is not None and until > time.monotonic()
+
+    def _note_room(self, key_id: str, limits: tuple[int, ...], used: list[Any] | None) -> None:
+        if used is not None and all(
+            int(count) < ROOMY_SHARE * limit for count, limit in zip(used[1:], limits, strict=True)
+        ):
+            if len(self._roomy) > 10_000:  # keys seen long ago: start again
+                self._roomy.clear()
+            self._roomy[key_id] = time.monotonic() + ROOMY_FOR_S
+        else:
+            self._roomy.pop(key_id, None)
 
     def _admit_in_memory(
         self, key_id: str, limits: tuple[int, int, int], chars: int

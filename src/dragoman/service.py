@@ -27,6 +27,7 @@ from dragoman.errors import (
     DatabaseUnavailable,
     DragomanError,
     QueueFull,
+    RateLimited,
     Stopped,
     TextTooLong,
     UpstreamTimeout,
@@ -101,9 +102,14 @@ class Translator:
         self.quotas = quotas
         self.scripts = ScriptStore(store.engine)
 
-    async def submit(self, request: TranslationRequest) -> Job:
+    async def submit(self, request: TranslationRequest, *, early_admission: bool = False) -> Job:
         """Validate and admit a request. Raises before anything is stored (422, 413,
-        `RateLimited`, `QueueFull`)."""
+        `RateLimited`, `QueueFull`).
+
+        `early_admission`, for a caller that sends nothing before the job's first event: when
+        the key is far from its limits, they are counted (in Redis, a round trip) while the
+        upstream starts, and a refusal comes as the job's first event (`Failed`, nothing
+        stored) instead of an exception here."""
         text_field, target_field, source_field = (
             ("message", "lang", "source_lang")  # `POST /translate` names its fields so
             if request.allow_names
@@ -120,14 +126,21 @@ class Translator:
         if request.segment:
             await self._add_script_prompt(request, task)
         lease = None
-        if self.quotas is not None and request.key is not None and not request.admitted:
-            lease = await self.quotas.admit(request.key, len(request.text))
+        admission: asyncio.Future[Lease] | None = None
+        quotas, key = self.quotas, request.key
+        if quotas is not None and key is not None and not request.admitted:
+            if early_admission and not request.segment and quotas.has_room(key):
+                admission = asyncio.ensure_future(quotas.admit(key, len(request.text)))
+            else:
+                lease = await quotas.admit(key, len(request.text))
         state = StreamState()
         try:
             pieces = self.provider.stream(task, state)
         except BaseException:
             if lease is not None:
                 lease.release()
+            if admission is not None:
+                admission.cancel()
             raise
         record = Record(
             text=request.text,
@@ -142,7 +155,9 @@ class Translator:
             record.id = request.record_id
         if request.segment:
             await self._create_segment(record, request.cue, pieces, lease)
-        return Job(self, record, task, pieces, state, lease, created=request.segment)
+        return Job(
+            self, record, task, pieces, state, lease, admission=admission, created=request.segment
+        )
 
     async def _add_script_prompt(self, request: TranslationRequest, task: TranslationTask) -> None:
         """The script's previous segments and the glossary entries that occur in the text."""
@@ -254,10 +269,14 @@ class Job:
         state: StreamState,
         lease: Lease | None = None,
         *,
+        admission: asyncio.Future[Lease] | None = None,
         created: bool = False,
     ) -> None:
         self._translator = translator
         self._lease = lease
+        # The key's limits being counted while the upstream starts (`submit`'s early
+        # admission): awaited before the first event goes out.
+        self._admission = admission
         self.record = record
         self._pieces = pieces
         self._state = state
@@ -296,8 +315,34 @@ class Job:
 
     def release(self) -> None:
         """Give back the key's concurrency slot (once the upstream work is over)."""
+        self._drop_admission()
         if self._lease is not None:
             self._lease.release()
+
+    async def _refused(self) -> RateLimited | None:
+        """An early admission's refusal, once it has answered."""
+        try:
+            await self._admitted()
+        except RateLimited as refused:
+            return None if self._created is not None else refused
+        return None
+
+    async def _admitted(self) -> None:
+        """Wait for an early admission's answer; raises `RateLimited`."""
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            self._lease = await admission
+
+    def _drop_admission(self) -> None:
+        """The job ends before its admission was awaited: keep the slot it took, to give it
+        back, or stop the count (`Quotas.admit` gives back a slot it took when cancelled)."""
+        admission, self._admission = self._admission, None
+        if admission is None:
+            return
+        if not admission.done():
+            admission.cancel()
+        elif not admission.cancelled() and admission.exception() is None:
+            self._lease = admission.result()
 
     async def events(self) -> AsyncGenerator[Event, None]:
         translator = self._translator
@@ -329,6 +374,8 @@ class Job:
                         await _stored(self._create())
                     async for item in self._pieces:
                         deadline.reschedule(None)
+                        if self._admission is not None:
+                            await self._admitted()  # nothing out yet: a refusal is a status
                         if type(item) is list:
                             if not parts:
                                 record.first_token_ms = _ms_since(started)
@@ -347,13 +394,17 @@ class Job:
             except TimeoutError:
                 log.warning("upstream_timeout", id=record.id, after_first_piece=bool(parts))
                 error = UpstreamTimeout()
-        except QueueFull as exc:
+        except (QueueFull, RateLimited) as exc:
             if parts or self._created is not None:
                 error = exc
             else:  # refused at admission: not accepted, so not recorded
                 yield Failed(exc, record)
                 return
         except DragomanError as exc:
+            refused = await self._refused() if not parts else None
+            if refused is not None:  # the upstream failed, but the key's limits said no first
+                yield Failed(refused, record)
+                return
             error = exc
         except (asyncio.CancelledError, GeneratorExit):
             self._end_now(parts, started)

@@ -75,7 +75,9 @@ async def _job_response(
     if registry.stopping:
         raise ShuttingDown()
     translator: Translator = state.translator
-    job = await translator.submit(translation)
+    # The response sends nothing before the job's first event: the key's limits may be
+    # counted while the upstream starts.
+    job = await translator.submit(translation, early_admission=True)
     settings = translator.settings
     return JobResponse(
         job,

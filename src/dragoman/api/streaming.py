@@ -18,7 +18,7 @@ from starlette.types import Send
 
 from dragoman import metrics
 from dragoman.api.watched_response import WatchedResponse
-from dragoman.errors import DatabaseUnavailable, DragomanError, QueueFull
+from dragoman.errors import DatabaseUnavailable, DragomanError, QueueFull, RateLimited
 from dragoman.providers.base import Queued
 from dragoman.service import Event, Failed, Finished, Job
 from dragoman.sse import DONE, HEADERS, JsonEventEncoder, RawTextEncoder, json_bytes
@@ -136,7 +136,7 @@ class JobResponse(WatchedResponse):
             return
         headers = [(b"content-type", b"application/json")]
         out_headers = {**error.headers, **self.out_headers}
-        if isinstance(error, DatabaseUnavailable | QueueFull):  # no record to point at
+        if isinstance(error, DatabaseUnavailable | QueueFull | RateLimited):  # no record
             out_headers.pop("X-Translation-Id", None)
         for k, v in out_headers.items():
             headers.append((k.lower().encode(), v.encode()))
