@@ -167,6 +167,15 @@ def _configure_upstream(port: int, pieces: int, delay: float) -> None:
         answer.read()
 
 
+def _median_round(rounds: list[Phase]) -> Phase:
+    """The round with the median rate, with the most errors and the highest RSS of them all."""
+    rounds.sort(key=lambda phase: phase.pieces / phase.seconds if phase.seconds else 0.0)
+    median = rounds[len(rounds) // 2]
+    median.errors = max(phase.errors for phase in rounds)
+    median.rss_peak_mb = max(phase.rss_peak_mb for phase in rounds)
+    return median
+
+
 async def measure(
     target: Target, args: argparse.Namespace, upstream_port: int
 ) -> dict[str, object]:
@@ -183,11 +192,7 @@ async def measure(
         # A phase of 100 streams lasts well under a second: one round is at the mercy of
         # whatever else the machine does in it. The round with the median rate is reported.
         rounds = [await concurrent(target, streams, args.pieces) for _ in range(args.rounds)]
-        rounds.sort(key=lambda phase: phase.pieces / phase.seconds if phase.seconds else 0.0)
-        median = rounds[len(rounds) // 2]
-        median.errors = max(phase.errors for phase in rounds)
-        median.rss_peak_mb = max(phase.rss_peak_mb for phase in rounds)
-        row[streams] = median
+        row[streams] = _median_round(rounds)
     return row
 
 
@@ -357,10 +362,7 @@ async def measure_in_turns(
             for target in targets:
                 rounds[target.name].append(await concurrent(target, streams, args.pieces))
         for name, phases in rounds.items():
-            phases.sort(key=lambda phase: phase.pieces / phase.seconds if phase.seconds else 0.0)
-            median = phases[len(phases) // 2]
-            median.errors = max(phase.errors for phase in phases)
-            rows[name][streams] = median
+            rows[name][streams] = _median_round(phases)
     return rows
 
 

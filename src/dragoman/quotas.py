@@ -25,8 +25,9 @@ import hashlib
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -37,6 +38,8 @@ from dragoman.errors import RateLimited
 from dragoman.keys import ApiKey
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 LEASE_TTL_S = 30.0
 WINDOW_S = 60
@@ -119,6 +122,37 @@ return 1
 """
 
 
+class RoundTrips(Generic[T]):
+    """Items that come while a round trip is in flight go together in the next one: a burst
+    costs a few round trips (one pipeline each) and far less CPU than one command per item; a
+    lone item goes at once."""
+
+    def __init__(self, send: Callable[[list[T]], Awaitable[None]]) -> None:
+        self._send = send  # must not raise: it answers or logs each item itself
+        self._items: list[T] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, item: T) -> None:
+        self._items.append(item)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._items:
+                batch, self._items = self._items, []
+                await self._send(batch)
+        finally:
+            self._task = None
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+_Count = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+
+
 @dataclass(slots=True)
 class Lease:
     """One running translation's concurrency slot; `release()` is idempotent."""
@@ -180,10 +214,10 @@ class Quotas:
         # Leases held by this process: renewed in Redis, counted in `_local_counts` without it.
         self._held: dict[str, Lease] = {}
         self._renewer: asyncio.Task[None] | None = None
-        self._to_count: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
-        self._counter_task: asyncio.Task[None] | None = None
-        self._to_release: list[Lease] = []
-        self._releasing: set[asyncio.Task[None]] = set()
+        self._counts: RoundTrips[_Count] = RoundTrips(self._send_counts)
+        # Off the requests' path: a burst of streams that end together must not take a
+        # connection each. A lost release only holds the slot until its lease expires.
+        self._releases: RoundTrips[Lease] = RoundTrips(self._send_releases)
         self._failing = False
         # Key id -> until when (monotonic) it counts as far from its limits.
         self._roomy: dict[str, float] = {}
@@ -198,8 +232,8 @@ class Quotas:
             await asyncio.gather(self._renewer, return_exceptions=True)
         # Counts and releases still on their way: the slots go back now rather than at their
         # lease's end.
-        pending = [*self._releasing, *([self._counter_task] if self._counter_task else [])]
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._counts.wait()
+        await self._releases.wait()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -238,38 +272,30 @@ class Quotas:
         return lease
 
     async def _count(self, keys: list[str], args: list[Any]) -> Any:
-        """The admission script for one request. Requests that come while a round trip is in
-        flight go together in the next one (one pipeline): a burst of requests costs a few
-        round trips, and far less CPU than one command each; a lone request, one command."""
+        """The admission script for one request, in a round trip shared with the requests of
+        the same moment."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._to_count.append((keys, args, future))
-        if self._counter_task is None:
-            self._counter_task = asyncio.get_running_loop().create_task(self._count_queued())
+        self._counts.add((keys, args, future))
         return await future
 
-    async def _count_queued(self) -> None:
+    async def _send_counts(self, batch: list[_Count]) -> None:
         assert self.redis is not None
         try:
-            while self._to_count:
-                batch, self._to_count = self._to_count, []
-                try:
-                    results = await self._run_scripts(batch)
-                    if any(isinstance(result, NoScriptError) for result in results):
-                        await self.redis.script_load(_ADMIT)  # a restarted or flushed Redis
-                        results = await self._run_scripts(batch)
-                except Exception as exc:
-                    results = [exc] * len(batch)
-                for (_, _, future), result in zip(batch, results, strict=True):
-                    if future.done():  # its request was cancelled meanwhile
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-        finally:
-            self._counter_task = None
+            results = await self._run_scripts(batch)
+            if any(isinstance(result, NoScriptError) for result in results):
+                await self.redis.script_load(_ADMIT)  # a restarted or flushed Redis
+                results = await self._run_scripts(batch)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():  # its request was cancelled meanwhile
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
-    async def _run_scripts(self, batch: list[tuple[list[str], list[Any], Any]]) -> list[Any]:
+    async def _run_scripts(self, batch: list[_Count]) -> list[Any]:
         assert self.redis is not None
         if len(batch) == 1:  # a pipeline costs more than a lone command
             keys, args, _ = batch[0]
@@ -327,19 +353,10 @@ class Quotas:
             if not self._local_counts[lease.key_id]:
                 del self._local_counts[lease.key_id]
             return
-        # Off the request's path, and the releases of one moment in one round trip: a burst of
-        # streams that end together must not take a connection each. A lost release only holds
-        # the slot until its lease expires.
-        self._to_release.append(lease)
-        if len(self._to_release) == 1:
-            task = asyncio.get_running_loop().create_task(self._release_batch())
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
+        self._releases.add(lease)
 
-    async def _release_batch(self) -> None:
+    async def _send_releases(self, batch: list[Lease]) -> None:
         assert self.redis is not None
-        await asyncio.sleep(0)  # let the releases of this moment join the batch
-        batch, self._to_release = self._to_release, []
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for lease in batch:
