@@ -1,6 +1,7 @@
 """The embedded engine: batched decoding against one-at-a-time and llama-cpp-python directly.
 
     python -m bench.local [--threads 2] [--parallel 1 4 8] [--concurrency 1 2 4 8]
+        [--examples similar|fixed] [--rounds 3]
 
 The same sentences (the 40 English sentences of bench/quality/pairs.tsv into Korean, French,
 Spanish and Japanese), the same few-shot prompts, greedy decoding and token cap, run:
@@ -10,6 +11,15 @@ Spanish and Japanese), the same few-shot prompts, greedy decoding and token cap,
 - through `dragoman serve` (its own processes, streamed over HTTP), with the engine decoding
   `--parallel` sequences together, at each `--concurrency` (that many clients, each sending
   its next sentence when the last one ends). `--parallel 1` is one-at-a-time decoding.
+
+Measured in turns, as `bench.load` does: every server runs at once (idle while it is not
+measured), and each round runs llama-cpp-python, then every server at every concurrency, one
+after the other; each figure is the median of the rounds (ratios: the median of the rounds'
+ratios). So whatever else the machine does at some moment lands on every row alike, instead
+of on whichever ran then.
+
+`--examples` is `DRAGOMAN_LOCAL_EXAMPLES` for both (default `similar`, the service's default:
+the two bank examples nearest to each sentence; `fixed`: the shared examples only).
 
 Reports aggregate generated tokens per second, each request's own tokens per second, time to
 first token (client side, from the request to the first piece), the engine's memory, and the
@@ -28,9 +38,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -65,18 +76,22 @@ class Run:
         return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def direct(threads: int, cases: list[tuple[str, str]]) -> Run:
+def load_direct(threads: int) -> Any:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(bundled_model_path()), n_ctx=4096, n_threads=threads,
-                n_batch=512, verbose=False)  # fmt: skip
+    return Llama(model_path=str(bundled_model_path()), n_ctx=4096, n_threads=threads,
+                 n_batch=512, verbose=False)  # fmt: skip
+
+
+def direct(llm: Any, cases: list[tuple[str, str]], similar: bool = True) -> Run:
+    """One round of the sentences through `llm`, one at a time."""
     run = Run(0, 0.0, [], [])
     for i, (target, text) in enumerate([cases[0], *cases]):
         n_in = len(llm.tokenize(text.encode(), add_bos=False))
         started = time.perf_counter()
         first = None
         tokens = 0
-        (unit,) = base_model_units(text, "en", target)  # the prompt dragoman sends
+        (unit,) = base_model_units(text, "en", target, similar=similar)  # as dragoman does
         for _ in llm.create_completion(
             unit.prefix + unit.prompt,
             max_tokens=max_new_tokens(n_in),
@@ -93,7 +108,6 @@ def direct(threads: int, cases: list[tuple[str, str]]) -> Run:
             run.seconds += seconds
             run.ttft_ms.append((first or seconds) * 1000)
             run.per_request.append(tokens / seconds)
-    llm.close()
     return run
 
 
@@ -126,13 +140,15 @@ def _rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def serve(threads: int, parallel: int, workers: int = 1) -> Iterator[tuple[str, int, int]]:
+def serve(
+    threads: int, parallel: int, workers: int = 1, examples: str = "similar"
+) -> Iterator[tuple[str, int, int]]:
     """A running `dragoman serve`: its URL, its pid and its engine's pid."""
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         env = {**os.environ, "DRAGOMAN_PROVIDER": "local", "DRAGOMAN_LOCAL_THREADS": str(threads),
                "DRAGOMAN_LOCAL_PARALLEL": str(parallel), "DRAGOMAN_LOG_LEVEL": "warning",
-               "DRAGOMAN_QUEUE_MAX": "256",
+               "DRAGOMAN_QUEUE_MAX": "256", "DRAGOMAN_LOCAL_EXAMPLES": examples,
                "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/local.db"}  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "dragoman", "serve", "--port", str(port),
@@ -191,62 +207,103 @@ async def _concurrent(url: str, cases: list[tuple[str, str]], concurrency: int) 
     return run
 
 
+DIRECT = "llama-cpp-python directly"
+
+
+def _label(parallel: int) -> str:
+    return "dragoman, one at a time" if parallel == 1 else f"dragoman, batch of {parallel}"
+
+
+def _median_run(runs: list[Run]) -> tuple[float, float, float, float]:
+    """Medians over rounds: aggregate, per-request p50, TTFT p50, TTFT p99."""
+    return (
+        statistics.median(r.aggregate for r in runs),
+        statistics.median(statistics.median(r.per_request) for r in runs),
+        statistics.median(r.ttft(0.5) for r in runs),
+        statistics.median(r.ttft(0.99) for r in runs),
+    )
+
+
+def _ratio(rounds: list[dict[tuple[str, int], Run]], measure: Any) -> float | None:
+    """The median over rounds of `measure(round)`; None when a round lacks what it needs."""
+    try:
+        return statistics.median(measure(r) for r in rounds)
+    except KeyError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--sentences", type=int, default=40)
+    parser.add_argument("--examples", choices=("similar", "fixed"), default="similar")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     cases = _cases()[: args.sentences]
+    similar = args.examples == "similar"
 
-    base = direct(args.threads, cases)
-    rows = [("llama-cpp-python directly", 1, base)]
+    rounds: list[dict[tuple[str, int], Run]] = []
     engine_mb: dict[int, float] = {}
-    for parallel in args.parallel:
-        with serve(args.threads, parallel) as (url, _, engine_pid):
+    llm = load_direct(args.threads)
+    with ExitStack() as stack:
+        servers = {
+            parallel: stack.enter_context(serve(args.threads, parallel, examples=args.examples))
+            for parallel in args.parallel
+        }
+        for number in range(args.rounds):
+            runs = {(DIRECT, 1): direct(llm, cases, similar)}
             for concurrency in args.concurrency:
-                run = asyncio.run(_concurrent(url, cases, concurrency))
-                label = (
-                    "dragoman, one at a time" if parallel == 1 else f"dragoman, batch of {parallel}"
-                )
-                rows.append((label, concurrency, run))
-            engine_mb[parallel] = _rss_mb(engine_pid)
+                for parallel, (url, _, _) in servers.items():
+                    runs[(_label(parallel), concurrency)] = asyncio.run(
+                        _concurrent(url, cases, concurrency)
+                    )
+            rounds.append(runs)
+            print(f"round {number + 1} of {args.rounds} done", file=sys.stderr)
+        engine_mb = {parallel: _rss_mb(engine) for parallel, (_, _, engine) in servers.items()}
+    llm.close()
     memory = {}
     for workers in (1, 2):
         with serve(args.threads, max(args.parallel), workers) as (url, pid, engine_pid):
             asyncio.run(_concurrent(url, cases[:4], 2))
             memory[workers] = (_tree_rss_mb(pid), _rss_mb(engine_pid))
 
-    print(f"{len(cases)} sentences, {args.threads} threads, {os.cpu_count()} CPUs")
+    print(f"{len(cases)} sentences, {args.threads} threads, {os.cpu_count()} CPUs, "
+          f"{args.examples} examples, median of {args.rounds} rounds")  # fmt: skip
     print()
     print("| | concurrent requests | aggregate tokens/s | per request tokens/s (p50) "
           "| TTFT p50 ms | TTFT p99 ms |")  # fmt: skip
     print("|---|---|---|---|---|---|")
-    for label, concurrency, run in rows:
-        print(f"| {label} | {concurrency} | {run.aggregate:.1f} | "
-              f"{statistics.median(run.per_request):.1f} | {run.ttft(0.5):.0f} | "
-              f"{run.ttft(0.99):.0f} |")  # fmt: skip
+    for label, concurrency in rounds[0]:
+        aggregate, per_request, p50, p99 = _median_run([r[(label, concurrency)] for r in rounds])
+        print(f"| {label} | {concurrency} | {aggregate:.1f} | {per_request:.1f} | "
+              f"{p50:.0f} | {p99:.0f} |")  # fmt: skip
     print()
-    by = {(label, c): run for label, c, run in rows}
-    best = max(p for p in args.parallel)
-    batched = f"dragoman, batch of {best}"
+    best = max(args.parallel)
+    batched = _label(best)
+    one = _label(1)
     top = max(args.concurrency)
-    one = by.get(("dragoman, one at a time", top))
-    print("| ratio | value |")
+
+    def per_request(r: dict[tuple[str, int], Run], key: tuple[str, int]) -> float:
+        return statistics.median(r[key].per_request)
+
+    ratios = [
+        (f"aggregate @{top}: batch of {best} / one at a time",
+         lambda r: r[(batched, top)].aggregate / r[(one, top)].aggregate),
+        (f"per request @{top} / solo (batch of {best})",
+         lambda r: per_request(r, (batched, top)) / per_request(r, (batched, 1))),
+        (f"TTFT p50 @1: dragoman (batch of {best}) / llama-cpp-python",
+         lambda r: r[(batched, 1)].ttft(0.5) / r[(DIRECT, 1)].ttft(0.5)),
+        (f"tokens/s @1: dragoman (batch of {best}) / llama-cpp-python",
+         lambda r: r[(batched, 1)].aggregate / r[(DIRECT, 1)].aggregate),
+    ]  # fmt: skip
+    print("| ratio (median of the rounds' ratios) | value |")
     print("|---|---|")
-    if one is not None and (batched, top) in by:
-        print(f"| aggregate @{top}: batch of {best} / one at a time | "
-              f"{by[(batched, top)].aggregate / one.aggregate:.2f}× |")  # fmt: skip
-    if (batched, 1) in by and (batched, top) in by:
-        solo = statistics.median(by[(batched, 1)].per_request)
-        print(f"| per request @{top} / solo (batch of {best}) | "
-              f"{statistics.median(by[(batched, top)].per_request) / solo:.2f}× |")  # fmt: skip
-    if (batched, 1) in by:
-        print(f"| TTFT p50 @1: dragoman (batch of {best}) / llama-cpp-python | "
-              f"{by[(batched, 1)].ttft(0.5) / base.ttft(0.5):.2f}× |")  # fmt: skip
-        print(f"| tokens/s @1: dragoman (batch of {best}) / llama-cpp-python | "
-              f"{by[(batched, 1)].aggregate / base.aggregate:.2f}× |")  # fmt: skip
+    for name, measure in ratios:
+        value = _ratio(rounds, measure)
+        if value is not None:
+            print(f"| {name} | {value:.2f}× |")
     print()
     print("| memory | MB |")
     print("|---|---|")

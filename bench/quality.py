@@ -1,19 +1,20 @@
 """Translation quality of a provider, scored with chrF (sacrebleu) per direction.
 
-    python -m bench.quality [--server URL] [--concurrency N]
+    python -m bench.quality [--server URL] [--concurrency N] [--dump FILE]
 
 Without --server it starts `dragoman serve` with the current environment (the configured
 provider: the embedded model by default) on a free port. Each of the 40 pairs in
 bench/quality/pairs.tsv is translated in both directions (English to the other language and
 back) with `stream: false`. `--concurrency N` sends them from N clients at once, so that the
 embedded engine decodes them together in one batch: its scores show what batching does to
-quality.
+quality. `--dump FILE` writes every translation, with its source and reference, as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -55,7 +56,9 @@ def start_server(
     return proc, url
 
 
-def evaluate(url: str, concurrency: int = 1) -> dict[str, tuple[float, int]]:
+def evaluate(
+    url: str, concurrency: int = 1, dump: str | None = None
+) -> dict[str, tuple[float, int]]:
     rows = list(csv.DictReader(PAIRS.open(encoding="utf-8"), delimiter="\t"))
     jobs = []
     for row in rows:
@@ -83,6 +86,12 @@ def evaluate(url: str, concurrency: int = 1) -> dict[str, tuple[float, int]]:
 
         with ThreadPoolExecutor(concurrency) as pool:
             outputs = list(pool.map(translate, jobs))
+    if dump:
+        rows_out = [
+            {"source_lang": s, "target_lang": t, "text": text, "reference": ref, "output": out}
+            for (s, t, text, ref), out in zip(jobs, outputs, strict=True)
+        ]
+        Path(dump).write_text(json.dumps(rows_out, ensure_ascii=False, indent=1), "utf-8")
     hyps: dict[str, list[str]] = defaultdict(list)
     refs: dict[str, list[str]] = defaultdict(list)
     for (source, target, _, ref), output in zip(jobs, outputs, strict=True):
@@ -97,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", help="a running dragoman; default: start one")
     parser.add_argument("--concurrency", type=int, default=1, help="clients at once")
+    parser.add_argument("--dump", help="write every translation to this JSON file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         proc = None
@@ -104,7 +114,7 @@ def main() -> None:
         if url is None:
             proc, url = start_server(workdir)
         try:
-            scores = evaluate(url, args.concurrency)
+            scores = evaluate(url, args.concurrency, args.dump)
         finally:
             if proc is not None:
                 proc.terminate()

@@ -5,8 +5,7 @@ prefix sequences (ids from `parallel` on). The key/value cache is unified: copyi
 sequence into a generation sequence only tags the prefix's cells with one more sequence id, so
 a few-shot prefix is evaluated once and shared by every request of its language pair.
 
-Everything here runs in one thread (the engine's decode thread); llama.cpp's calls release the
-GIL, so the engine's event loop goes on meanwhile.
+Everything here runs in one thread, the engine's event loop thread (see `scheduler.py`).
 """
 
 from __future__ import annotations

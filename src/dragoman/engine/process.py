@@ -62,8 +62,6 @@ class Engine:
         self.similar = similar
         self.scheduler = scheduler
         self.chat = chat
-        self.loop = asyncio.get_running_loop()
-        self.loop_thread = threading.get_ident()
 
     def units(self, message: dict[str, Any]) -> list[Unit]:
         text, source, target = str(message["text"]), str(message["source"]), str(message["target"])
@@ -101,10 +99,7 @@ class Engine:
                 body["id"] = key
                 if "end" in body or "err" in body:
                     requests.pop(key, None)
-                if threading.get_ident() == self.loop_thread:
-                    write(body)
-                else:  # from the decode thread: in order, ahead of the step's own result
-                    self.loop.call_soon_threadsafe(write, body)
+                write(body)
 
             return emit
 

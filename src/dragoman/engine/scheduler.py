@@ -8,8 +8,13 @@ that arrives joins at the next step; a cancelled one stops before its next token
 A unit with glossary terms is decoded with their steering (`terms.py`): biases on the logits
 of its next token, and the rest of a term forced once begun by the bias.
 
-Scheduling runs on the engine's event loop; llama.cpp runs on one decode thread, one call per
-step.
+Everything runs on the engine's event loop thread, one `llama_decode` call per step, and the
+loop reads its connections between steps (`_read_messages`). A decode thread was measured
+slower: handing every step to another thread and back cost one client about a sixth of its
+tokens per second, and some of its first token's time, on a 2-core machine (README, "Embedded
+model speed"). Nothing is lost by blocking the loop during a step: a request that arrives
+meanwhile could only join at the next step anyway, and a stop is applied before the next
+token either way.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import asyncio
 import codecs
 import collections
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +94,6 @@ class Scheduler:
         self.slots: list[Request | None] = [None] * parallel
         self._free_after_step: list[int] = []
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="dragoman-decode")
         # Cells held by shared prefixes; the rest of the context is for running units.
         self._prefix_reserve = 0
 
@@ -125,17 +128,17 @@ class Scheduler:
     # The step loop
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self.waiting and self.active() == 0:
                 self._wake.clear()
                 await self._wake.wait()
+            await _read_messages()
             self._drop_cancelled()
             self._admit()
             if self.active() == 0:
                 continue
             try:
-                sampled = await loop.run_in_executor(self._executor, self._step_sync)
+                sampled = self._step_sync()
             except DecodeError as exc:
                 self._fail_all(str(exc))
                 continue
@@ -182,7 +185,7 @@ class Scheduler:
                 request.emit({"err": "The local model failed."})
                 self._release(i)
 
-    # On the decode thread: llama.cpp calls only, plus the request fields no one else writes.
+    # One step: the batch, llama.cpp's call and the greedy choices.
 
     def _step_sync(self) -> list[tuple[Request, tuple[int, int]]]:
         d = self._decoder
@@ -319,8 +322,16 @@ class Scheduler:
                 request.unit = len(request.units)
                 request.done = True
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+
+async def _read_messages() -> None:
+    """Let the event loop read what came in during the last step: new requests, stops.
+
+    Two turns of the loop: in the first it polls the sockets and feeds what it read to their
+    streams, which wakes the connections' readers; in the second those handle every complete
+    message (submit, cancel) before this task goes on.
+    """
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
 
 def _bias(request: Request) -> dict[int, float] | None:
