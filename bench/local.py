@@ -228,7 +228,7 @@ def _ratio(rounds: list[dict[tuple[str, int], Run]], measure: Any) -> float | No
     """The median over rounds of `measure(round)`; None when a round lacks what it needs."""
     try:
         return statistics.median(measure(r) for r in rounds)
-    except KeyError:
+    except (KeyError, ZeroDivisionError):
         return None
 
 
@@ -265,7 +265,11 @@ def main() -> None:
     llm.close()
     memory = {}
     for workers in (1, 2):
-        with serve(args.threads, max(args.parallel), workers) as (url, pid, engine_pid):
+        with serve(args.threads, max(args.parallel), workers, args.examples) as (
+            url,
+            pid,
+            engine_pid,
+        ):
             asyncio.run(_concurrent(url, cases[:4], 2))
             memory[workers] = (_tree_rss_mb(pid), _rss_mb(engine_pid))
 
@@ -308,7 +312,7 @@ def main() -> None:
     print("| memory | MB |")
     print("|---|---|")
     for parallel, mb in engine_mb.items():
-        print(f"| engine process, batch of {parallel} (RSS after the run) | {mb:.0f} |")
+        print(f"| engine process, {_label(parallel)[10:]} (RSS after the run) | {mb:.0f} |")
     for workers, (total, engine) in memory.items():
         print(f"| whole server, {workers} HTTP worker(s) (engine {engine:.0f}) | {total:.0f} |")
 

@@ -279,7 +279,7 @@ class Scheduler:
         ends = self._line_ends if unit.line else self._generation_ends
         return TermSteering(terms, self.glossary_bias, ends)
 
-    # Back on the event loop
+    # After the step: the tokens out
 
     def _deliver(self, sampled: list[tuple[Request, tuple[int, int]]]) -> None:
         d = self._decoder
@@ -326,12 +326,14 @@ class Scheduler:
 async def _read_messages() -> None:
     """Let the event loop read what came in during the last step: new requests, stops.
 
-    Two turns of the loop: in the first it polls the sockets and feeds what it read to their
-    streams, which wakes the connections' readers; in the second those handle every complete
-    message (submit, cancel) before this task goes on.
+    Three turns of the loop (asyncio runs, in each turn, what was ready before its poll): in
+    the first it polls the sockets and queues their reads behind this task; in the second the
+    reads feed the connections' streams, which queues their readers behind this task again;
+    in the third the readers handle every complete message (submit, cancel) before this task
+    goes on. (`tests/unit/engine` checks it: with two turns a message waited a step more.)
     """
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 def _bias(request: Request) -> dict[int, float] | None:
