@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--model-path")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--queue-max", type=int, default=32)
     parser.add_argument("--ctx", type=int, default=0, help="0: 1024 cells per sequence + 2048")
     parser.add_argument("--log-level", default="info")
