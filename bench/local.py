@@ -210,8 +210,12 @@ async def _concurrent(url: str, cases: list[tuple[str, str]], concurrency: int) 
 DIRECT = "llama-cpp-python directly"
 
 
+def _mode(parallel: int) -> str:
+    return "one at a time" if parallel == 1 else f"batch of {parallel}"
+
+
 def _label(parallel: int) -> str:
-    return "dragoman, one at a time" if parallel == 1 else f"dragoman, batch of {parallel}"
+    return f"dragoman, {_mode(parallel)}"
 
 
 def _median_run(runs: list[Run]) -> tuple[float, float, float, float]:
@@ -312,7 +316,7 @@ def main() -> None:
     print("| memory | MB |")
     print("|---|---|")
     for parallel, mb in engine_mb.items():
-        print(f"| engine process, {_label(parallel)[10:]} (RSS after the run) | {mb:.0f} |")
+        print(f"| engine process, {_mode(parallel)} (RSS after the run) | {mb:.0f} |")
     for workers, (total, engine) in memory.items():
         print(f"| whole server, {workers} HTTP worker(s) (engine {engine:.0f}) | {total:.0f} |")
 
