@@ -5,6 +5,12 @@ prefix sequences (ids from `parallel` on). The key/value cache is unified: copyi
 sequence into a generation sequence only tags the prefix's cells with one more sequence id, so
 a few-shot prefix is evaluated once and shared by every request of its language pair.
 
+Only the prefixes that running sequences use stay in the cache. Attention spans every cell up
+to the highest one in use, masked or not, so idle prefixes would make every token of every
+request dearer (four language pairs' prefixes: a sixth more time for a one-sentence prompt).
+An idle prefix's cells are saved on the host when it is first evaluated (a few MB) and put
+back in a millisecond when a request needs it again, the same values as evaluated.
+
 Everything here runs in one thread, the engine's event loop thread (see `scheduler.py`).
 """
 
@@ -16,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+# Prefixes kept on the host for when they come back (each a few MB: 18 KB a token here).
+SAVED_PREFIXES = 16
 
 
 class DecodeError(Exception):
@@ -92,9 +101,15 @@ class Decoder:
             raise DecodeError("cannot create a llama.cpp context")
         self.mem = ll.llama_get_memory(self.ctx)
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
-        # Prefix text -> (sequence id, length in tokens), least recently used first.
+        # Prefixes in the cache: text -> (sequence id, length in tokens), least recently used
+        # first.
         self._prefixes: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._free_prefix_ids = list(range(parallel, parallel + prefix_slots))
+        # Every prefix evaluated, as llama.cpp's state of its sequence: text -> (state, length).
+        self._saved: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        # Generation sequence -> the prefix it started from.
+        self._seq_prefix: dict[int, str] = {}
+        self.prefixes_evaluated = 0  # not counting those put back from their saved state
         self._piece_buf = ctypes.create_string_buffer(256)
         self.bos = int(ll.llama_vocab_bos(self.vocab))
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
@@ -136,23 +151,37 @@ class Decoder:
 
     def clear(self, seq: int) -> None:
         self._ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+        self._seq_prefix.pop(seq, None)
 
     def start_with_prefix(self, seq: int, prefix: str) -> int:
         """Empty `seq`, then share the evaluated `prefix` with it. Returns the prefix length."""
         self.clear(seq)
+        self._evict_idle_prefixes(keep=prefix)
         if not prefix:
             return 0
         prefix_seq, length = self._prefix(prefix)
         self._ll.llama_memory_seq_cp(self.mem, prefix_seq, seq, 0, length)
+        self._seq_prefix[seq] = prefix
         return length
 
     def prefix_length(self, prefix: str) -> int | None:
-        """Tokens of `prefix` when it is evaluated already, else None."""
+        """Tokens of `prefix` when it is in the cache, else None."""
         found = self._prefixes.get(prefix)
         return found[1] if found is not None else None
 
     def prefix_cells(self) -> int:
         return sum(length for _, length in self._prefixes.values())
+
+    def resident_prefixes(self) -> list[str]:
+        return list(self._prefixes)
+
+    def _evict_idle_prefixes(self, keep: str) -> None:
+        """Take out of the cache every prefix that no sequence uses, except `keep`."""
+        used = set(self._seq_prefix.values())
+        for text in [t for t in self._prefixes if t != keep and t not in used]:
+            prefix_seq, _ = self._prefixes.pop(text)
+            self._ll.llama_memory_seq_rm(self.mem, prefix_seq, -1, -1)
+            self._free_prefix_ids.append(prefix_seq)
 
     def _prefix(self, prefix: str) -> tuple[int, int]:
         found = self._prefixes.get(prefix)
@@ -164,12 +193,32 @@ class Decoder:
         else:
             _, (prefix_seq, _) = self._prefixes.popitem(last=False)
             self.clear(prefix_seq)  # cells still shared by running sequences stay theirs
-        tokens = self.tokenize(prefix, bos=self.add_bos)
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            self.decode([Entry(prefix_seq, t, start + i, False) for i, t in enumerate(chunk)])
-        self._prefixes[prefix] = (prefix_seq, len(tokens))
-        return prefix_seq, len(tokens)
+        saved = self._saved.get(prefix)
+        if saved is not None and self._restore(prefix_seq, saved[0]):
+            self._saved.move_to_end(prefix)
+            length = saved[1]
+        else:
+            tokens = self.tokenize(prefix, bos=self.add_bos)
+            for start in range(0, len(tokens), self.n_batch):
+                chunk = tokens[start : start + self.n_batch]
+                self.decode([Entry(prefix_seq, t, start + i, False) for i, t in enumerate(chunk)])
+            length = len(tokens)
+            self.prefixes_evaluated += 1
+            self._save(prefix, prefix_seq, length)
+        self._prefixes[prefix] = (prefix_seq, length)
+        return prefix_seq, length
+
+    def _save(self, prefix: str, prefix_seq: int, length: int) -> None:
+        size = self._ll.llama_state_seq_get_size(self.ctx, prefix_seq)
+        state = (ctypes.c_uint8 * size)()
+        if self._ll.llama_state_seq_get_data(self.ctx, state, size, prefix_seq) != size:
+            return  # not saved: evaluated again when it comes back
+        self._saved[prefix] = (state, length)
+        while len(self._saved) > SAVED_PREFIXES:
+            self._saved.popitem(last=False)
+
+    def _restore(self, prefix_seq: int, state: Any) -> bool:
+        return bool(self._ll.llama_state_seq_set_data(self.ctx, state, len(state), prefix_seq))
 
     # Decoding
 
