@@ -198,10 +198,20 @@ class Decoder:
             self._saved.move_to_end(prefix)
             length = saved[1]
         else:
+            # A failed restore may have put back part of it (one of the two caches).
+            self._ll.llama_memory_seq_rm(self.mem, prefix_seq, -1, -1)
             tokens = self.tokenize(prefix, bos=self.add_bos)
-            for start in range(0, len(tokens), self.n_batch):
-                chunk = tokens[start : start + self.n_batch]
-                self.decode([Entry(prefix_seq, t, start + i, False) for i, t in enumerate(chunk)])
+            try:
+                for start in range(0, len(tokens), self.n_batch):
+                    chunk = tokens[start : start + self.n_batch]
+                    self.decode(
+                        [Entry(prefix_seq, t, start + i, False) for i, t in enumerate(chunk)]
+                    )
+            except DecodeError:
+                # The id goes back, without the cells of the part that was evaluated.
+                self._ll.llama_memory_seq_rm(self.mem, prefix_seq, -1, -1)
+                self._free_prefix_ids.append(prefix_seq)
+                raise
             length = len(tokens)
             self.prefixes_evaluated += 1
             self._save(prefix, prefix_seq, length)

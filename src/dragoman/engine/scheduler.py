@@ -312,6 +312,8 @@ class Scheduler:
             if not ended:
                 request.last = token
                 continue
+            # Its cells go back now, as they stop being counted: the next unit may have to wait.
+            d.clear(request.slot)
             request.reserved = 0
             if unit.after:
                 request.emit({"p": unit.after})

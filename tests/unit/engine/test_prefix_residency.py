@@ -3,8 +3,10 @@ comes back from its saved state with the very same values (the real embedded mod
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator
 
+import llama_cpp
 import pytest
 
 from dragoman.engine.decoder import Decoder, Entry
@@ -41,19 +43,39 @@ def _continue(d: Decoder, seq: int, token: int, pos: int, steps: int) -> list[in
     return tokens
 
 
+def _state(d: Decoder, seq: int) -> bytes:
+    """llama.cpp's own copy of a sequence's cells: positions and key/value bytes."""
+    size = llama_cpp.llama_state_seq_get_size(d.ctx, seq)
+    buf = (ctypes.c_uint8 * size)()
+    assert llama_cpp.llama_state_seq_get_data(d.ctx, buf, size, seq) == size
+    return bytes(buf)
+
+
+def _prefix_seq(d: Decoder, prefix: str) -> int:
+    return d._prefixes[prefix][0]
+
+
 def test_an_idle_prefix_leaves_the_cache_and_comes_back_the_same(decoder: Decoder) -> None:
     first = _continue(decoder, 0, *_start(decoder, 0, KOREAN), steps=6)
     assert decoder.resident_prefixes() == [KOREAN]
+    evaluated_state = _state(decoder, _prefix_seq(decoder, KOREAN))
 
     decoder.clear(0)
     _start(decoder, 0, FRENCH)
     assert decoder.resident_prefixes() == [FRENCH]  # Korean was idle: out of the cache
+    # ... in llama.cpp too: only the French prefix's cells are tagged with a prefix sequence
+    # (the Korean one's id may hold French now, but then French alone).
+    french_seq, french_length = decoder._prefixes[FRENCH]
+    for seq in range(decoder.parallel, decoder.parallel + 4):
+        expected = french_length - 1 if seq == french_seq else -1
+        assert llama_cpp.llama_memory_seq_pos_max(decoder.mem, seq) == expected, seq
 
     decoder.clear(0)
     evaluated = decoder.prefixes_evaluated
     again = _continue(decoder, 0, *_start(decoder, 0, KOREAN), steps=6)
     assert decoder.resident_prefixes() == [KOREAN]
     assert decoder.prefixes_evaluated == evaluated  # put back from its saved state
+    assert _state(decoder, _prefix_seq(decoder, KOREAN)) == evaluated_state
     assert again == first
     decoder.clear(0)
 
