@@ -6,8 +6,9 @@ sequence into a generation sequence only tags the prefix's cells with one more s
 a few-shot prefix is evaluated once and shared by every request of its language pair.
 
 Only the prefixes that running sequences use stay in the cache. Attention spans every cell up
-to the highest one in use, masked or not, so idle prefixes would make every token of every
-request dearer (four language pairs' prefixes: a sixth more time for a one-sentence prompt).
+to the highest one in use, masked or not, so idle prefixes would make every request dearer
+(four language pairs' prefixes: a tenth more time for a one-sentence prompt, a twentieth for
+each next token).
 An idle prefix's cells are saved on the host when it is first evaluated (a few MB) and put
 back in a millisecond when a request needs it again, the same values as evaluated.
 
