@@ -181,7 +181,7 @@ class Decoder:
         used = set(self._seq_prefix.values())
         for text in [t for t in self._prefixes if t != keep and t not in used]:
             prefix_seq, _ = self._prefixes.pop(text)
-            self._ll.llama_memory_seq_rm(self.mem, prefix_seq, -1, -1)
+            self.clear(prefix_seq)
             self._free_prefix_ids.append(prefix_seq)
 
     def _prefix(self, prefix: str) -> tuple[int, int]:
@@ -199,8 +199,7 @@ class Decoder:
             self._saved.move_to_end(prefix)
             length = saved[1]
         else:
-            # A failed restore may have put back part of it (one of the two caches).
-            self._ll.llama_memory_seq_rm(self.mem, prefix_seq, -1, -1)
+            self.clear(prefix_seq)  # a failed restore may have put back part of it
             tokens = self.tokenize(prefix, bos=self.add_bos)
             try:
                 for start in range(0, len(tokens), self.n_batch):
@@ -210,7 +209,7 @@ class Decoder:
                     )
             except DecodeError:
                 # The id goes back, without the cells of the part that was evaluated.
-                self._ll.llama_memory_seq_rm(self.mem, prefix_seq, -1, -1)
+                self.clear(prefix_seq)
                 self._free_prefix_ids.append(prefix_seq)
                 raise
             length = len(tokens)
@@ -219,10 +218,17 @@ class Decoder:
         self._prefixes[prefix] = (prefix_seq, length)
         return prefix_seq, length
 
-    def _save(self, prefix: str, prefix_seq: int, length: int) -> None:
-        size = self._ll.llama_state_seq_get_size(self.ctx, prefix_seq)
+    def sequence_state(self, seq: int) -> Any:
+        """llama.cpp's copy of a sequence's cells (positions, keys, values); None if it fails."""
+        size = self._ll.llama_state_seq_get_size(self.ctx, seq)
         state = (ctypes.c_uint8 * size)()
-        if self._ll.llama_state_seq_get_data(self.ctx, state, size, prefix_seq) != size:
+        if self._ll.llama_state_seq_get_data(self.ctx, state, size, seq) != size:
+            return None
+        return state
+
+    def _save(self, prefix: str, prefix_seq: int, length: int) -> None:
+        state = self.sequence_state(prefix_seq)
+        if state is None:
             return  # not saved: evaluated again when it comes back
         self._saved[prefix] = (state, length)
         while len(self._saved) > SAVED_PREFIXES:

@@ -3,7 +3,6 @@ comes back from its saved state with the very same values (the real embedded mod
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Iterator
 
 import llama_cpp
@@ -44,11 +43,9 @@ def _continue(d: Decoder, seq: int, token: int, pos: int, steps: int) -> list[in
 
 
 def _state(d: Decoder, seq: int) -> bytes:
-    """llama.cpp's own copy of a sequence's cells: positions and key/value bytes."""
-    size = llama_cpp.llama_state_seq_get_size(d.ctx, seq)
-    buf = (ctypes.c_uint8 * size)()
-    assert llama_cpp.llama_state_seq_get_data(d.ctx, buf, size, seq) == size
-    return bytes(buf)
+    state = d.sequence_state(seq)
+    assert state is not None
+    return bytes(state)
 
 
 def _prefix_seq(d: Decoder, prefix: str) -> int:
@@ -87,10 +84,6 @@ def test_a_prefix_in_use_stays(decoder: Decoder) -> None:
     token, pos = _start(decoder, 0, KOREAN)
     _start(decoder, 1, FRENCH)  # while sequence 0 runs on the Korean prefix
     assert sorted(decoder.resident_prefixes()) == sorted([KOREAN, FRENCH])
-    tokens = [token]
-    for step in range(4):
-        ((token, _),) = decoder.decode([Entry(0, token, pos + step, True)])
-        tokens.append(token)
-    assert tokens == alone
+    assert _continue(decoder, 0, token, pos, steps=4) == alone
     decoder.clear(0)
     decoder.clear(1)
