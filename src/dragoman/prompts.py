@@ -17,6 +17,13 @@ class TranslationTask:
     context: list[tuple[str, str]] = field(default_factory=list)
     # The script's glossary entries (source term, target term) that occur in `text`.
     glossary: list[tuple[str, str]] = field(default_factory=list)
+    # Recurring terms of `text` and how the script's earlier segments always rendered them
+    # (`term_memory.py`): kept like glossary terms, but not reported as glossary misses.
+    learned: list[tuple[str, str]] = field(default_factory=list)
+
+    def terms(self) -> list[tuple[str, str]]:
+        """The glossary's terms, then the script's own."""
+        return [*self.glossary, *self.learned]
 
 
 def _fence_for(*texts: str) -> str:
@@ -44,6 +51,9 @@ def chat_messages(task: TranslationTask) -> list[dict[str, str]]:
     if task.glossary:
         terms = "\n".join(f"- {term} → {rendering}" for term, rendering in task.glossary)
         system += f"\nTranslate these terms exactly as this glossary says:\n{terms}"
+    if task.learned:
+        terms = "\n".join(f"- {term} → {rendering}" for term, rendering in task.learned)
+        system += f"\nThe earlier parts translated these terms this way; keep to it:\n{terms}"
     if task.context:
         system += (
             "\nThe earlier turns are the previous parts of the same text with their "

@@ -44,6 +44,7 @@ from dragoman.quotas import Lease, Quotas
 from dragoman.records.record import Record
 from dragoman.records.scripts import Cue, GlossaryEntry, ScriptStore
 from dragoman.records.store import ANYONE, RecordStore
+from dragoman.term_memory import HISTORY_SEGMENTS, learned_terms
 
 log = structlog.get_logger(__name__)
 
@@ -160,19 +161,27 @@ class Translator:
         )
 
     async def _add_script_prompt(self, request: TranslationRequest, task: TranslationTask) -> None:
-        """The script's previous segments and the glossary entries that occur in the text."""
+        """The script's previous segments, the glossary entries that occur in the text and
+        the script's own renderings of its other recurring terms."""
         assert request.script_id is not None
         key_id = request.key.id if request.key is not None else None
+        count = self.settings.context_segments
         try:
-            task.context = await self.scripts.context(
-                request.script_id, task.target_lang, key_id, self.settings.context_segments
+            # With context off, the script's earlier renderings are not used either.
+            history = await self.scripts.context(
+                request.script_id, task.target_lang, key_id, HISTORY_SEGMENTS if count else 0
             )
             # A key's scripts are its own; with keys off (no key id) every script is ANYONE's.
             entries = await self.scripts.glossary(request.script_id, key_id or ANYONE)
         except Exception as exc:
             log.error("script_read_failed", error=type(exc).__name__, detail=str(exc)[:300])
             raise DatabaseUnavailable("The script's context could not be read.") from exc
+        task.context = history[-count:] if count else []
         task.glossary = applicable_glossary(entries, task.text, task.target_lang)
+        if self.settings.term_memory:
+            task.learned = learned_terms(
+                history, task.text, [(entry.source, entry.target) for entry in entries]
+            )
 
     async def _create_segment(
         self,

@@ -137,7 +137,7 @@ class LocalProvider:
             await self._engine_settled()
         try:
             async for kind, value in self._client.translate(
-                task.text, source, target, context=task.context, glossary=task.glossary
+                task.text, source, target, context=task.context, glossary=task.terms()
             ):
                 if kind == "piece":
                     yield [value]
