@@ -6,9 +6,9 @@ earlier segments (source and translation), this finds the terms of the current s
 recur without a glossary entry, and how the script has rendered them so far. A rendering is
 kept only when the evidence is unambiguous: a target phrase that is in the translation of every
 earlier segment containing the term (at least three) and in no translation of the segments
-without it (so a term found in every earlier segment teaches nothing). The pairs then go into the prompt beside the glossary's and, on the embedded model,
-are steered towards like them. A user who wants another rendering sets a glossary entry, which
-always wins.
+without it (so a term found in every earlier segment teaches nothing). The pairs then go into
+the prompt beside the glossary's and, on the embedded model, are steered towards like them. A
+user who wants another rendering sets a glossary entry, which always wins.
 
 Pure text logic: the service reads the history and passes it in.
 """
