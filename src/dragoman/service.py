@@ -179,8 +179,9 @@ class Translator:
         task.context = history[-count:] if count else []
         task.glossary = applicable_glossary(entries, task.text, task.target_lang)
         if self.settings.term_memory:
-            task.learned = learned_terms(
-                history, task.text, [(entry.source, entry.target) for entry in entries]
+            # Off the event loop: a long text against a long history is a few hundred ms.
+            task.learned = await asyncio.to_thread(
+                learned_terms, history, task.text, glossary_terms(entries, task.target_lang)
             )
 
     async def _create_segment(
@@ -236,17 +237,22 @@ class Translator:
         await self.provider.aclose()
 
 
+def glossary_terms(entries: list[GlossaryEntry], target_lang: str) -> list[tuple[str, str]]:
+    """(source, target) of the entries for this target language or its base language."""
+    langs = {target_lang, base_language(target_lang)}
+    return [(entry.source, entry.target) for entry in entries if entry.target_lang in langs]
+
+
 def applicable_glossary(
     entries: list[GlossaryEntry], text: str, target_lang: str
 ) -> list[tuple[str, str]]:
     """Entries for this target language (or its base language) whose source term occurs in
     the text, ignoring case."""
     folded = text.casefold()
-    langs = {target_lang, base_language(target_lang)}
     return [
-        (entry.source, entry.target)
-        for entry in entries
-        if entry.target_lang in langs and entry.source.casefold() in folded
+        (source, target)
+        for source, target in glossary_terms(entries, target_lang)
+        if source.casefold() in folded
     ]
 
 
