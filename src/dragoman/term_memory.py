@@ -23,7 +23,7 @@ Pure text logic: the service reads the history and passes it in.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # Source words keep inner apostrophes and hyphens ("o'clock"); target words are split there,
@@ -57,6 +57,13 @@ _FUNCTION_WORDS = frozenset(
 )
 
 
+def _grams(words: Sequence[str]) -> set[Gram]:
+    """Every run of one to MAX_WORDS words."""
+    return {
+        tuple(words[i : i + n]) for n in range(1, MAX_WORDS + 1) for i in range(len(words) - n + 1)
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _Words:
     """A text's words, lower-cased, with where each is in the text."""
@@ -72,7 +79,7 @@ class _Words:
         return cls(text, [m.group(0).lower() for m in found], [m.span() for m in found])
 
     def grams(self) -> set[Gram]:
-        return {g for _, g in self.placed_grams()}
+        return _grams(self.words)
 
     def placed_grams(self) -> list[tuple[int, Gram]]:
         return [
@@ -88,6 +95,34 @@ class _Words:
             if tuple(self.words[i : i + n]) == gram:
                 return self.text[self.spans[i][0] : self.spans[i + n - 1][1]]
         return None
+
+
+class _Lazy(dict[int, set[Gram]]):
+    """A segment's target grams, made when first asked for: most are never needed."""
+
+    def __init__(self, make: Callable[[int], set[Gram]]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, i: int) -> set[Gram]:
+        self[i] = grams = self.make(i)
+        return grams
+
+
+class _Terms:
+    """Glossary terms, as word tuples, asked whether a gram of up to MAX_WORDS words overlaps
+    one (is inside it, or holds it) in set lookups: a glossary has up to 500 entries."""
+
+    def __init__(self, terms: Iterable[Gram]) -> None:
+        self.whole: set[Gram] = set()
+        self.parts: set[Gram] = set()
+        for term in terms:
+            if term:
+                self.whole.add(term)
+                self.parts |= _grams(term)
+
+    def overlap(self, gram: Gram) -> bool:
+        return gram in self.parts or not self.whole.isdisjoint(_grams(gram))
 
 
 def _contains(whole: Gram, part: Gram) -> bool:
@@ -114,18 +149,27 @@ def learned_terms(
     pairs = [(_Words.of(s, _SOURCE_WORD), _Words.of(t, _TARGET_WORD)) for s, t in distinct.values()]
     if len(pairs) <= MIN_SEEN:
         return []
-    source_grams = [s.grams() for s, _ in pairs]
-    target_grams = [t.grams() for _, t in pairs]
-    target_words = [set(t.words) for _, t in pairs]
-    covered = [tuple(_Words.of(s, _SOURCE_WORD).words) for s, _ in known]
-    claimed = [tuple(_Words.of(t, _TARGET_WORD).words) for _, t in known]
-
+    # Which earlier segments hold each word, so that a gram is looked up only where all its
+    # words are: this runs before every segment's first token.
+    index: dict[str, set[int]] = {}
+    for i, (source_words, _) in enumerate(pairs):
+        for word in source_words.words:
+            index.setdefault(word, set()).add(i)
     current = _Words.of(text, _SOURCE_WORD)
     placed = current.placed_grams()
     having: dict[Gram, frozenset[int]] = {}
     for _, gram in placed:
         if gram not in having:
-            having[gram] = frozenset(i for i, grams in enumerate(source_grams) if gram in grams)
+            ids = set.intersection(*(index.get(word, set()) for word in gram))
+            if len(gram) > 1:
+                ids = {i for i in ids if _contains(tuple(pairs[i][0].words), gram)}
+            having[gram] = frozenset(ids)
+    if not any(MIN_SEEN <= len(ids) < len(pairs) for ids in having.values()):
+        return []
+    target_grams = _Lazy(lambda i: pairs[i][1].grams())
+    target_words = [set(t.words) for _, t in pairs]
+    covered = _Terms(tuple(_Words.of(s, _SOURCE_WORD).words) for s, _ in known)
+    claimed = _Terms(tuple(_Words.of(t, _TARGET_WORD).words) for _, t in known)
 
     found: list[tuple[int, int, str, str]] = []
     used: set[int] = set()  # word positions of the text already given to a term
@@ -141,7 +185,7 @@ def learned_terms(
             continue
         if len(gram) == 1 and len(gram[0]) < 4 and current.surface(gram) == gram[0]:
             continue  # a short lower-case word; "EU" or "CO2" as written pass
-        if any(_contains(term, gram) or _contains(gram, term) for term in covered):
+        if covered.overlap(gram):
             used |= positions  # left to the glossary, and so are its parts
             continue
         # Another term of the text in exactly the same segments: which rendering is whose?
@@ -165,9 +209,9 @@ def learned_terms(
 
 def _rendering(
     seen: frozenset[int],
-    target_grams: Sequence[set[Gram]],
+    target_grams: Mapping[int, set[Gram]],
     target_words: Sequence[set[str]],
-    claimed: Sequence[Gram],
+    claimed: _Terms,
     rendered: Sequence[Gram],
 ) -> Gram | None:
     """The one phrase that the translations of the `seen` segments share and the others lack."""
@@ -186,7 +230,7 @@ def _rendering(
         and not elsewhere(g[-1])
         and not g[-1].isdigit()
         and not any(_contains(g, r) or _contains(r, g) for r in rendered)
-        and not any(_contains(g, c) or _contains(c, g) for c in claimed)
+        and not claimed.overlap(g)
     ]
     if not candidates:
         return None
