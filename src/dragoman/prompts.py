@@ -26,6 +26,10 @@ class TranslationTask:
         return [*self.glossary, *self.learned]
 
 
+def _lines(terms: list[tuple[str, str]]) -> str:
+    return "".join(f"\n- {term} → {rendering}" for term, rendering in terms)
+
+
 def _fence_for(*texts: str) -> str:
     # A fence that no text contains, so that none can close the fence early.
     fence = "<<<TEXT>>>"
@@ -49,11 +53,12 @@ def chat_messages(task: TranslationTask) -> list[dict[str, str]]:
         "Keep the line breaks, numbers, names and formatting of the original."
     )
     if task.glossary:
-        terms = "\n".join(f"- {term} → {rendering}" for term, rendering in task.glossary)
-        system += f"\nTranslate these terms exactly as this glossary says:\n{terms}"
+        system += f"\nTranslate these terms exactly as this glossary says:{_lines(task.glossary)}"
     if task.learned:
-        terms = "\n".join(f"- {term} → {rendering}" for term, rendering in task.learned)
-        system += f"\nThe earlier parts translated these terms this way; keep to it:\n{terms}"
+        system += (
+            "\nThe earlier parts translated these terms this way; keep to it:"
+            f"{_lines(task.learned)}"
+        )
     if task.context:
         system += (
             "\nThe earlier turns are the previous parts of the same text with their "

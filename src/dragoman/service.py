@@ -166,10 +166,11 @@ class Translator:
         assert request.script_id is not None
         key_id = request.key.id if request.key is not None else None
         count = self.settings.context_segments
+        # The term memory reads further back; with context off, it is off too.
+        memory = self.settings.term_memory and count > 0
         try:
-            # With context off, the script's earlier renderings are not used either.
             history = await self.scripts.context(
-                request.script_id, task.target_lang, key_id, HISTORY_SEGMENTS if count else 0
+                request.script_id, task.target_lang, key_id, HISTORY_SEGMENTS if memory else count
             )
             # A key's scripts are its own; with keys off (no key id) every script is ANYONE's.
             entries = await self.scripts.glossary(request.script_id, key_id or ANYONE)
@@ -178,7 +179,7 @@ class Translator:
             raise DatabaseUnavailable("The script's context could not be read.") from exc
         task.context = history[-count:] if count else []
         task.glossary = applicable_glossary(entries, task.text, task.target_lang)
-        if self.settings.term_memory:
+        if memory:
             # Off the event loop: a long text against a long history is a few hundred ms.
             task.learned = await asyncio.to_thread(
                 learned_terms, history, task.text, glossary_terms(entries, task.target_lang)

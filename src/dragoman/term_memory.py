@@ -23,8 +23,9 @@ Pure text logic: the service reads the history and passes it in.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 # Source words keep inner apostrophes and hyphens ("o'clock"); target words are split there,
 # so that an elided article does not hide a term ("l'évacuation" is "l" + "évacuation").
@@ -57,11 +58,17 @@ _FUNCTION_WORDS = frozenset(
 )
 
 
+def _placed(words: Sequence[str]) -> list[tuple[int, Gram]]:
+    """Every run of one to MAX_WORDS words, with the position of its first word."""
+    return [
+        (i, tuple(words[i : i + n]))
+        for n in range(1, MAX_WORDS + 1)
+        for i in range(len(words) - n + 1)
+    ]
+
+
 def _grams(words: Sequence[str]) -> set[Gram]:
-    """Every run of one to MAX_WORDS words."""
-    return {
-        tuple(words[i : i + n]) for n in range(1, MAX_WORDS + 1) for i in range(len(words) - n + 1)
-    }
+    return {gram for _, gram in _placed(words)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +85,6 @@ class _Words:
         # lower(), not casefold(): "Straße" stays one word of the same length.
         return cls(text, [m.group(0).lower() for m in found], [m.span() for m in found])
 
-    def grams(self) -> set[Gram]:
-        return _grams(self.words)
-
-    def placed_grams(self) -> list[tuple[int, Gram]]:
-        return [
-            (i, tuple(self.words[i : i + n]))
-            for n in range(1, MAX_WORDS + 1)
-            for i in range(len(self.words) - n + 1)
-        ]
-
     def surface(self, gram: Gram) -> str | None:
         """The gram as the text writes it (case, apostrophes, hyphens)."""
         n = len(gram)
@@ -95,18 +92,6 @@ class _Words:
             if tuple(self.words[i : i + n]) == gram:
                 return self.text[self.spans[i][0] : self.spans[i + n - 1][1]]
         return None
-
-
-class _Lazy(dict[int, set[Gram]]):
-    """A segment's target grams, made when first asked for: most are never needed."""
-
-    def __init__(self, make: Callable[[int], set[Gram]]) -> None:
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, i: int) -> set[Gram]:
-        self[i] = grams = self.make(i)
-        return grams
 
 
 class _Terms:
@@ -156,7 +141,7 @@ def learned_terms(
         for word in source_words.words:
             index.setdefault(word, set()).add(i)
     current = _Words.of(text, _SOURCE_WORD)
-    placed = current.placed_grams()
+    placed = _placed(current.words)
     having: dict[Gram, frozenset[int]] = {}
     for _, gram in placed:
         if gram not in having:
@@ -166,7 +151,8 @@ def learned_terms(
             having[gram] = frozenset(ids)
     if not any(MIN_SEEN <= len(ids) < len(pairs) for ids in having.values()):
         return []
-    target_grams = _Lazy(lambda i: pairs[i][1].grams())
+    # A segment's target grams are made when first asked for: most are never needed.
+    target_grams = cache(lambda i: _grams(pairs[i][1].words))
     target_words = [set(t.words) for _, t in pairs]
     covered = _Terms(tuple(_Words.of(s, _SOURCE_WORD).words) for s, _ in known)
     claimed = _Terms(tuple(_Words.of(t, _TARGET_WORD).words) for _, t in known)
@@ -209,13 +195,13 @@ def learned_terms(
 
 def _rendering(
     seen: frozenset[int],
-    target_grams: Mapping[int, set[Gram]],
+    target_grams: Callable[[int], set[Gram]],
     target_words: Sequence[set[str]],
     claimed: _Terms,
     rendered: Sequence[Gram],
 ) -> Gram | None:
     """The one phrase that the translations of the `seen` segments share and the others lack."""
-    shared = set.intersection(*(target_grams[i] for i in seen))
+    shared = set.intersection(*(target_grams(i) for i in seen))
     others = [words for i, words in enumerate(target_words) if i not in seen]
 
     def elsewhere(word: str) -> int:
