@@ -45,9 +45,9 @@ def test_context_and_glossary_come_last_before_the_sentence() -> None:
 def test_an_unoffered_language_error_lists_the_few_that_are() -> None:
     import pytest
 
+    from dragoman.engine.examples import LOCAL_LANGUAGES
     from dragoman.errors import UnsupportedLanguage
     from dragoman.languages import LanguageCatalog
-    from dragoman.providers.examples import LOCAL_LANGUAGES
 
     with pytest.raises(UnsupportedLanguage) as caught:
         LanguageCatalog(LOCAL_LANGUAGES).resolve("ar", field="target_lang")

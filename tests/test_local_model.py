@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dragoman.providers.examples import EXAMPLES, LABELS
+from dragoman.engine.examples import EXAMPLES, LABELS
 from dragoman.providers.local import bundled_model_path
 from tests.conftest import ServerThread
 from tests.helpers import raw_events, raw_text, v1_events, v1_text, wait_for_record

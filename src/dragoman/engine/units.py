@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dragoman.engine.example_bank import nearest
+from dragoman.engine.examples import LABELS, few_shot_prefix
 from dragoman.engine.text import NO_SPACE_BETWEEN_SENTENCES, split_segments
-from dragoman.providers.example_bank import nearest
-from dragoman.providers.examples import LABELS, few_shot_prefix
 
 
 @dataclass(frozen=True, slots=True)

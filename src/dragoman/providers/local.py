@@ -32,13 +32,13 @@ from dragoman.engine.client import (
     EngineLost,
     EngineUnavailable,
 )
+from dragoman.engine.examples import LOCAL_LANGUAGES
 from dragoman.engine.supervisor import RESTARTING, EngineSupervisor, read_status
 from dragoman.engine.text import split_segments, split_sentences
 from dragoman.errors import QueueFull, UpstreamError
 from dragoman.languages import LanguageCatalog, base_language
 from dragoman.prompts import TranslationTask
 from dragoman.providers.base import Queued, StreamState, Usage
-from dragoman.providers.examples import LOCAL_LANGUAGES
 
 log = structlog.get_logger(__name__)
 

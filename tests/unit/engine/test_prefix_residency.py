@@ -9,7 +9,7 @@ import llama_cpp
 import pytest
 
 from dragoman.engine.decoder import Decoder, Entry
-from dragoman.providers.examples import few_shot_prefix
+from dragoman.engine.examples import few_shot_prefix
 from dragoman.providers.local import bundled_model_path
 
 KOREAN = few_shot_prefix("en", "ko")
