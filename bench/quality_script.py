@@ -33,7 +33,7 @@ Measures, per language and mode:
   recurring terms and over the non-glossary ones alone (where only context can help).
 - Terms after the end: of the kept entries, those written only after the translation's last
   full stop (where glossary steering of the embedded model puts a term the model would have
-  left out; see README, "Scripts").
+  left out; see docs/scripts.md).
 - First token p50: from sending the request to the first `delta` event of its stream. The
   context makes the prompt longer, and this is its price.
 """

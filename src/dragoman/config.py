@@ -30,14 +30,14 @@ class Settings(BaseSettings):
     model_path: str | None = None
     local_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     queue_max: int = Field(default=32, ge=0)
-    # Requests the embedded engine decodes together in one batch (see README, "Embedded model").
-    # 8: measured against 4 in bench.local (README, "Embedded model speed").
+    # Requests the embedded engine decodes together in one batch (docs/embedded-engine.md).
+    # 8: measured against 4 in bench.local (docs/benchmarks.md, "Embedded model speed").
     local_parallel: int = Field(default=8, ge=1, le=64)
     # `similar`: each sentence also gets the two bank examples most like it; `fixed`: only the
     # language pair's six shared examples (kept to measure the difference).
     local_examples: Literal["similar", "fixed"] = "similar"
     # Added to the logit of the token that starts a glossary term missing from a segment's
-    # translation (README, "Glossary terms on the embedded model"); 0 turns it off.
+    # translation (docs/scripts.md, "Glossary terms on the embedded model"); 0 turns it off.
     local_glossary_bias: float = Field(default=5.0, ge=0, le=100)
     # Set by `dragoman serve` for its workers: the socket of the engine it supervises.
     engine_socket: str | None = None
