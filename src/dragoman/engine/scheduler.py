@@ -11,10 +11,10 @@ of its next token, and the rest of a term forced once begun by the bias.
 Everything runs on the engine's event loop thread, one `llama_decode` call per step, and the
 loop reads its connections between steps (`_read_messages`). A decode thread was measured
 slower: handing every step to another thread and back cost one client about a sixth of its
-tokens per second, and some of its first token's time, on a 2-core machine (docs/benchmarks.md, "Embedded
-model speed"). Nothing is lost by blocking the loop during a step: a request that arrives
-meanwhile could only join at the next step anyway, and a stop is applied before the next
-token either way.
+tokens per second, and some of its first token's time, on a 2-core machine
+(docs/benchmarks.md, "Embedded model speed"). Nothing is lost by blocking the loop during a
+step: a request that arrives meanwhile could only join at the next step anyway, and a stop is
+applied before the next token either way.
 """
 
 from __future__ import annotations

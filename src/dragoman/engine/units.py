@@ -51,7 +51,8 @@ def base_model_units(
         if sentence:
             # Into English the shared examples are enough, and near ones invite the model to
             # copy their words (measured: ko→en lost 21 chrF); into the other languages, where
-            # this model is weakest, they gained 4 to 14 chrF (docs/benchmarks.md, "Translation quality").
+            # this model is weakest, they gained 4 to 14 chrF (docs/benchmarks.md, "Translation
+            # quality").
             near = nearest(source, target, sentence) if similar and target != "en" else []
             pairs = [*near, *fixed]
             shots = "".join(f"{src}: {_line(s)}\n{tgt}: {_line(t)}\n\n" for s, t in pairs)
