@@ -3,6 +3,7 @@
     python -m bench.load                  # full run (a few minutes)
     python -m bench.load --quick          # seconds-long smoke run
     python -m bench.load --production     # the price of keys, Redis limits and metrics
+    python -m bench.load --against HEAD~3 # this tree against an earlier revision, in turns
 
 Starts, side by side in this run, each in a process of its own:
 
@@ -20,6 +21,12 @@ once behind the first piece (where, on a small machine, the upstream, the servic
 compete for the CPUs), and at 100 and at 1,000 concurrent streams (the round with the median
 rate of `--rounds`): pieces per second, the p99 gap between pieces, server CPU seconds per
 1,000 pieces, and server memory (RSS) at the peak of the 1,000-stream run.
+
+With `--against REF` it runs instead, in the same run, this tree's dragoman against the one of
+git revision REF (checked out into a temporary work tree, served from it with the same
+packages), measured in turns (one request to each, one round of streams to each), and reports
+time to first text (p50, p99), pieces per second, the p99 gap and server CPU per 1,000 pieces at
+each concurrency, and the ratios of the two: what a change did to the gateway's speed.
 
 With `--production` it runs instead, in the same run, dragoman with everything off against
 dragoman with API keys, per-key limits counted in Redis (a redis-server of its own) and a
@@ -40,6 +47,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvloop
 
@@ -218,6 +226,11 @@ def main() -> None:
         action="store_true",
         help="dragoman with keys, Redis limits and metrics on against all off (100 streams)",
     )
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        help="this tree's dragoman against git revision REF's, measured in turns",
+    )
     args = parser.parse_args()
     if args.production and args.streams == parser.get_default("streams"):
         args.streams = "100"
@@ -228,6 +241,9 @@ def main() -> None:
     args.streams = [int(s) for s in args.streams.split(",")]
     if args.production:
         production(args)
+        return
+    if args.against:
+        against(args)
         return
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -282,6 +298,97 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(30)
     report(rows, args)
+
+
+def against(args: argparse.Namespace) -> None:
+    """This tree's dragoman against revision `args.against`'s, in turns."""
+    root = Path(__file__).resolve().parent.parent
+    revision = subprocess.run(
+        ["git", "rev-parse", "--short", args.against],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    with tempfile.TemporaryDirectory() as workdir:
+        tree = Path(workdir) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), revision],
+            cwd=root, check=True, capture_output=True,
+        )  # fmt: skip
+        upstream_port, new_port, old_port = (free_port() for _ in range(3))
+        base_url = f"http://127.0.0.1:{upstream_port}/v1"
+        env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
+               "DRAGOMAN_PROVIDER": "openai", "DRAGOMAN_LOG_LEVEL": "warning"}  # fmt: skip
+        for variable in ("DRAGOMAN_AUTH", "DRAGOMAN_REDIS_URL", "DRAGOMAN_METRICS_TOKEN"):
+            env.pop(variable, None)
+        new_env = {**env, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/new.db",
+                   "PYTHONPATH": str(root / "src")}  # fmt: skip
+        old_env = {**env, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/old.db",
+                   "PYTHONPATH": str(tree / "src")}  # fmt: skip
+        procs = []
+        try:
+            upstream = start(
+                [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
+                 "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
+                env, upstream_port, "/v1/models",
+            )  # fmt: skip
+            procs.append(upstream)
+            serve = [sys.executable, "-m", "dragoman", "serve", "--port"]
+            new = start([*serve, str(new_port)], new_env, new_port, "/readyz")
+            procs.append(new)
+            old = start([*serve, str(old_port)], old_env, old_port, "/readyz")
+            procs.append(old)
+            translate = _http_post("/translate", {"lang": "ko", "message": "hello"})
+            marker = args.piece.strip().encode()
+            targets = [
+                Target("this tree", new_port, new.pid, translate, marker),
+                Target(f"revision {revision}", old_port, old.pid, translate, marker),
+            ]
+            rows = uvloop.run(measure_in_turns(targets, args, upstream_port))
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)], cwd=root, check=False
+            )
+    report_against(rows, args)
+
+
+def report_against(rows: dict[str, dict[str, object]], args: argparse.Namespace) -> None:
+    print(
+        f"pieces per stream: {args.pieces} × {args.piece!r}; paced TTFT: {args.ttft_pieces} "
+        f"pieces, {args.ttft_delay}s apart; {args.rounds} rounds in turns, the median reported; "
+        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    head = ["", "TTFT p50 ms", "TTFT p99 ms"]
+    for n in args.streams:
+        head += [f"pieces/s @{n}", f"p99 gap ms @{n}", f"CPU s/1k pieces @{n}", f"errors @{n}"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    ttft: dict[str, float] = {}
+    rate: dict[str, dict[int, float]] = {}
+    cpu: dict[str, dict[int, float]] = {}
+    for name, row in rows.items():
+        times = row["ttft"]
+        assert isinstance(times, list)
+        ttft[name] = _pct(times, 0.5)
+        cells = [name, f"{ttft[name]:.2f}", f"{_pct(times, 0.99):.2f}"]
+        rate[name], cpu[name] = {}, {}
+        for n in args.streams:
+            phase = row[n]
+            assert isinstance(phase, Phase)
+            rate[name][n] = phase.pieces / phase.seconds if phase.seconds else 0.0
+            cpu[name][n] = phase.cpu_s / phase.pieces * 1000 if phase.pieces else float("nan")
+            cells += [f"{rate[name][n]:,.0f}", f"{_pct(phase.gaps, 0.99) * 1000:.1f}",
+                      f"{cpu[name][n]:.3f}", str(phase.errors)]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
+    new, old = list(rows)
+    print()
+    print("| this tree against the revision | value |")
+    print("|---|---|")
+    print(f"| TTFT p50, difference | {ttft[new] - ttft[old]:+.2f} ms |")
+    for n in args.streams:
+        print(f"| pieces/s @{n}, ratio | {rate[new][n] / rate[old][n]:.2f}× |")
+        print(f"| CPU per piece @{n}, ratio | {cpu[new][n] / cpu[old][n]:.2f}× |")
 
 
 def _create_key(env: dict[str, str]) -> str:

@@ -6,8 +6,7 @@ from typing import get_type_hints
 
 from dragoman.api.schemas import TranslationPublic
 from dragoman.client import TranslationRecord
-from dragoman.providers.base import Usage
-from dragoman.records.record import Record
+from dragoman.records.record import Record, Usage
 
 
 def _record() -> Record:

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from dragoman.sse import JsonEventEncoder, RawTextEncoder
+from dragoman.events import Delta
+from dragoman.wire import CompatWire, V1Wire
 from tests.conftest import ServerThread
 from tests.helpers import pieces_directive, raw_events, raw_text, v1_events, v1_text
 
@@ -57,21 +58,20 @@ def _as_lf(text: str) -> str:
 
 
 def test_raw_encoder_round_trip() -> None:
-    encoder = RawTextEncoder()
+    encoder = CompatWire()
     stream = b"".join(encoder.piece(p) for p in NASTY)
     assert "".join(_decode(stream)) == _as_lf("".join(NASTY))
     assert encoder.piece("") == b""
 
 
 def test_raw_encoder_crlf_split_across_pieces() -> None:
-    encoder = RawTextEncoder()
+    encoder = CompatWire()
     stream = encoder.piece("a\r") + encoder.piece("\nb")
     assert "".join(_decode(stream)) == "a\nb"
 
 
 def test_json_encoder_escapes_what_splitlines_would_break() -> None:
-    encoder = JsonEventEncoder()
-    chunk = encoder.delta("a\u2028b\x85c\u2029")
+    chunk = V1Wire().encode(Delta(["a\u2028b\x85c\u2029"]))
     assert chunk.decode().splitlines() == chunk.decode().split("\n")[:-1]
     assert json.loads(_decode(chunk)[0]) == {"text": "a\u2028b\x85c\u2029"}
 

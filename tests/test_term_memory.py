@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from dragoman.term_memory import learned_terms
+from dragoman.scripts.memory import learned_terms
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import pieces_directive
 from tests.test_script_glossary import put

@@ -1,11 +1,10 @@
-"""The FastAPI application: `create_app(settings)` builds everything on `app.state`."""
+"""The FastAPI application: `create_app(settings)`; its lifespan opens the process's `Runtime`
+(`app.state.runtime`) and ends open streams in-band on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -25,23 +24,12 @@ from dragoman.api.request_metrics import RequestMetrics
 from dragoman.api.require_key import RequireKey
 from dragoman.api.resume_routes import router as resume_router
 from dragoman.api.routes import router
-from dragoman.api.streaming import StreamRegistry
 from dragoman.auth import keys_required
 from dragoman.config import Settings
-from dragoman.errors import ShuttingDown
-from dragoman.keys import KeyStore
 from dragoman.logging import configure_logging
-from dragoman.quotas import Quotas
-from dragoman.records.store import RecordStore
-from dragoman.resumable.service import Resumption
-from dragoman.scripts import Scripts
-from dragoman.service import build_translator
+from dragoman.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-
-# Set by `dragoman serve` when it has already migrated the database and finished orphaned
-# records, so that several workers do not each do it (and fail each other's live records).
-PREPARED_ENV = "DRAGOMAN_DB_PREPARED"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,43 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = RecordStore(settings.database_url)
-        if os.environ.get(PREPARED_ENV) != "1":
-            await store.prepare()
-        store.start()
-        quotas = Quotas(settings) if require_keys else None
-        if quotas is not None:
-            quotas.start()
-        translator = build_translator(settings, store, quotas)
-        provider = translator.provider
-        registry = StreamRegistry()
-        app.state.store = store
-        app.state.keys = KeyStore(store.engine)
-        app.state.keys_required = keys_required(settings)
-        app.state.registry = registry
-        app.state.translator = translator
-        resumption = app.state.resumption = Resumption(settings, registry)
-        await resumption.start()
-        app.state.scripts = Scripts(translator.scripts, provider.languages)
-        background = [
-            asyncio.create_task(_start_provider(provider)),
-            asyncio.create_task(asyncio.to_thread(translator.detector.warm_up)),
-        ]
-        restore = _chain_sigterm(lambda: _begin_shutdown(registry, settings.shutdown_grace_s))
+        runtime = Runtime(settings, "server")
+        await runtime.start()
+        app.state.runtime = runtime
+        restore = _chain_sigterm(runtime.begin_shutdown)
         try:
             yield
         finally:
             restore()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            registry.abort_all(ShuttingDown())
-            await asyncio.gather(*[run.ended() for run in list(resumption.runs.values())])
-            await resumption.aclose()
-            await translator.aclose()
-            if quotas is not None:
-                await quotas.aclose()
-            await store.aclose()
+            await runtime.aclose()
             metrics.process_exiting()
 
     # Every route, the translation endpoints included, goes through the same middleware stack
@@ -120,29 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestMetrics)
     return app
-
-
-async def _start_provider(provider: Any) -> None:
-    started = time.perf_counter()
-    try:
-        await provider.start()
-    except Exception:
-        log.exception("provider_start_failed", provider=provider.name)
-        return
-    log.info(
-        "provider_started",
-        provider=provider.name,
-        model=provider.model,
-        seconds=round(time.perf_counter() - started, 3),
-    )
-
-
-def _begin_shutdown(registry: StreamRegistry, grace_s: float) -> None:
-    if registry.stopping:
-        return
-    registry.stopping = True
-    log.info("shutdown_started", open_streams=len(registry.active), grace_s=grace_s)
-    asyncio.get_running_loop().call_later(grace_s, registry.abort_all, ShuttingDown())
 
 
 def _chain_sigterm(on_term: Any) -> Any:

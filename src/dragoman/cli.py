@@ -83,10 +83,9 @@ _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def _serve(settings: Settings, host: str, port: int, count: int) -> None:
     import uvicorn
 
-    from dragoman.app import PREPARED_ENV
     from dragoman.auth import BOUND_LOOPBACK_ENV, is_loopback, serve_refusal
     from dragoman.logging import configure_logging
-    from dragoman.records.store import RecordStore
+    from dragoman.runtime import PREPARED_ENV, Runtime
 
     configure_logging(settings.log_level)
     refusal = serve_refusal(settings, host, count)
@@ -98,14 +97,7 @@ def _serve(settings: Settings, host: str, port: int, count: int) -> None:
             "(for a self-hosted OpenAI-compatible server)."
         )
 
-    async def prepare() -> None:
-        store = RecordStore(settings.database_url)
-        try:
-            await store.prepare()
-        finally:
-            await store.engine.dispose()
-
-    asyncio.run(prepare())
+    asyncio.run(Runtime.prepare_database(settings))
     os.environ[PREPARED_ENV] = "1"
     os.environ[BOUND_LOOPBACK_ENV] = "1" if is_loopback(host) else "0"
     engine = None
@@ -277,24 +269,21 @@ def _with_keys(work: Any) -> Any:
     """Run `work(keys)` on the configured database, migrated first."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dragoman.keys import KeyStore
-    from dragoman.records.store import RecordStore
+    from dragoman.errors import DatabaseUnavailable
+    from dragoman.runtime import Runtime
 
     settings = _settings_or_exit()
 
     async def run() -> Any:
-        store = RecordStore(settings.database_url)
-        try:
-            await store.migrate()
-            return await work(KeyStore(store.engine))
-        finally:
-            await store.engine.dispose()
+        async with Runtime.open(settings, "records") as runtime:
+            return await work(runtime.keys)
 
     try:
         return asyncio.run(run())
-    except (SQLAlchemyError, OSError) as exc:
+    except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
         # One line, no traceback: the URL may carry a password, the message need not.
-        typer.echo(f"dragoman: the database cannot be used ({type(exc).__name__}).", err=True)
+        cause = type(exc.__cause__ or exc).__name__
+        typer.echo(f"dragoman: the database cannot be used ({cause}).", err=True)
         raise typer.Exit(1) from None
 
 

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # Scripts: how many previous segments go into a segment's prompt.
     context_segments: int = Field(default=3, ge=0, le=50)
     # Scripts: a segment's recurring terms are kept as the script's earlier segments always
-    # rendered them (`term_memory.py`); needs context_segments > 0.
+    # rendered them (`scripts/memory.py`); needs context_segments > 0.
     term_memory: bool = True
 
     @field_validator("cors_origins", mode="before")

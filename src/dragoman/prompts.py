@@ -18,7 +18,7 @@ class TranslationTask:
     # The script's glossary entries (source term, target term) that occur in `text`.
     glossary: list[tuple[str, str]] = field(default_factory=list)
     # Recurring terms of `text` and how the script's earlier segments always rendered them
-    # (`term_memory.py`): kept like glossary terms, but not reported as glossary misses.
+    # (`scripts/memory.py`): kept like glossary terms, but not reported as glossary misses.
     learned: list[tuple[str, str]] = field(default_factory=list)
 
     def terms(self) -> list[tuple[str, str]]:

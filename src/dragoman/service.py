@@ -1,92 +1,107 @@
-"""The life of one translation: record created, pieces streamed, record finished once.
+"""The life of one translation: checked, admitted, streamed, recorded once.
 
-Both endpoints are encodings of the events a `Job` yields:
+`Translator.submit` checks a request (raising before anything is stored: 422, 413, 429, 503)
+and starts a `Job`; `Translator.batch` checks and admits a list of requests together (a
+subtitle file, a LibreTranslate list), then submits each. A job yields the events of
+`events.py`; every way out (an HTTP stream, a resumable log, the CLI, a subtitle file) is an
+encoding of them.
 
-- `list[str]`: pieces of translated text that arrived together (never empty, nor any piece);
-- `Queued`: the request waits for the local model (position 1 is next);
-- `Finished`: the record, committed as `succeeded`;
-- `Failed`: the error, with the record committed as `failed`.
-
-A job that is cancelled (its client left) queues its record as `cancelled` on the way out; one
-aborted by a shutdown queues it as `failed` with the abort's code. Nothing touches the database
-per piece.
+A job writes its record twice: created once its first event is out (so that the database never
+sits in front of the first token), finished before its final event. A job whose consumer
+leaves queues its record as `cancelled` on the way out; one ended by the server (`abort`: a
+shutdown, a cancel request) ends with that error as its final event, its record stored. Nothing
+touches the database per piece.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 
 import structlog
 
 from dragoman import metrics
+from dragoman.admission import Admission
 from dragoman.config import Settings
 from dragoman.errors import (
     DatabaseUnavailable,
     DragomanError,
+    InvalidRequest,
     QueueFull,
     RateLimited,
     Stopped,
     TextTooLong,
     UpstreamTimeout,
 )
-from dragoman.errors import (
-    InvalidRequest as InvalidRequestError,
-)
+from dragoman.events import Delta, Done, Event, Failed, Queued, Started
 from dragoman.keys import ApiKey
-from dragoman.languages import LanguageDetector, base_language
+from dragoman.languages import LanguageCatalog, LanguageDetector
 from dragoman.prompts import TranslationTask
-from dragoman.providers.base import Provider, Queued, StreamState
-from dragoman.providers.factory import make_provider
+from dragoman.providers.base import Provider, StreamState
 from dragoman.quotas import Lease, Quotas
 from dragoman.records.record import Record
-from dragoman.records.scripts import Cue, GlossaryEntry, ScriptStore
-from dragoman.records.store import ANYONE, RecordStore
-from dragoman.term_memory import HISTORY_SEGMENTS, learned_terms
+from dragoman.records.store import RecordStore
+from dragoman.registry import StreamRegistry
+from dragoman.scripts.glossary import glossary_misses
+from dragoman.scripts.prompt import add_script_prompt
+from dragoman.scripts.store import Cue, ScriptStore
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Finished:
-    record: Record
+class Fields:
+    """How a caller names a request's fields, for its error messages, and whether it accepts
+    language names ("Korean") besides tags."""
+
+    text: str = "text"
+    target: str = "target_lang"
+    source: str = "source_lang"
+    names: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Failed:
-    error: DragomanError
-    record: Record
-
-
-Event = list[str] | Queued | Finished | Failed
+V1_FIELDS = Fields()
+COMPAT_FIELDS = Fields("message", "lang", "source_lang", names=True)
 
 
 @dataclass(frozen=True, slots=True)
 class TranslationRequest:
-    """One translation asked for, as either endpoint or the CLI received it."""
+    """One translation asked for, by any endpoint or command."""
 
     text: str
     target_lang: str
     source_lang: str | None = None
     script_id: str | None = None
-    # `POST /translate` only: language names ("Korean") are accepted besides tags.
-    allow_names: bool = False
     # The caller's API key, None when keys are off: the record is filed under it.
     key: ApiKey | None = None
+    fields: Fields = V1_FIELDS
     # A resumable translation's id, chosen by the caller (its shape marks it resumable).
     record_id: str | None = None
     # A script segment (`script_id` set): numbered, with the script's previous segments and
     # glossary in the prompt. `cue`: its place in a subtitle file.
     segment: bool = False
     cue: Cue | None = None
-    # The key's limits were already applied to a larger whole (a subtitle file's cues).
-    admitted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What every job of a translator works with."""
+
+    store: RecordStore
+    detector: LanguageDetector
+    languages: LanguageCatalog
+    # The provider's prompt needs the source language: detected before it starts, when unknown
+    # (else at the end, off the path to the first token).
+    detect_first: bool
+    first_token_timeout_s: float
+    idle_timeout_s: float
 
 
 class Translator:
-    """Validates requests against the provider and starts jobs."""
+    """Checks requests against the provider and the key's limits, and starts jobs."""
 
     def __init__(
         self,
@@ -94,59 +109,110 @@ class Translator:
         provider: Provider,
         store: RecordStore,
         detector: LanguageDetector,
+        scripts: ScriptStore,
         quotas: Quotas | None = None,
+        registry: StreamRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.provider = provider
         self.store = store
         self.detector = detector
+        self.scripts = scripts
         self.quotas = quotas
-        self.scripts = ScriptStore(store.engine)
-
-    async def submit(self, request: TranslationRequest, *, early_admission: bool = False) -> Job:
-        """Validate and admit a request. Raises before anything is stored (422, 413,
-        `RateLimited`, `QueueFull`).
-
-        `early_admission`, for a caller that sends nothing before the job's first event: when
-        the key is far from its limits, they are counted (in Redis, a round trip) while the
-        upstream starts, and a refusal comes as the job's first event (`Failed`, nothing
-        stored) instead of an exception here."""
-        text_field, target_field, source_field = (
-            ("message", "lang", "source_lang")  # `POST /translate` names its fields so
-            if request.allow_names
-            else ("text", "target_lang", "source_lang")
+        # A server that has begun to stop starts no new translation.
+        self.registry = registry or StreamRegistry()
+        self._context = JobContext(
+            store=store,
+            detector=detector,
+            languages=provider.languages,
+            detect_first=provider.needs_source_lang,
+            first_token_timeout_s=settings.first_token_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
         )
-        self.check_text(request.text, field=text_field)
-        target_lang, source_lang = self.resolve_languages(
-            request.target_lang,
-            request.source_lang,
-            allow_names=request.allow_names,
-            fields=(target_field, source_field),
-        )
-        task = TranslationTask(text=request.text, target_lang=target_lang, source_lang=source_lang)
-        if request.segment:
-            await self._add_script_prompt(request, task)
+
+    async def submit(self, request: TranslationRequest) -> Job:
+        """Check and admit a request, and start its job. Raises before anything is stored
+        (422, 413, `RateLimited`, `QueueFull`, `DatabaseUnavailable`, `ShuttingDown`).
+
+        When the key is far from its limits, they are counted while the upstream starts, and a
+        refusal comes as the job's first event (`Failed`, nothing stored) instead."""
+        self.registry.check_open()
+        task = self.check(request)
+        return await self._start(request, task, self._early_admission(request))
+
+    async def batch(self, requests: Sequence[TranslationRequest]) -> Batch:
+        """Check every request, then count them against the key's limits at once (one request,
+        all their characters, one concurrency slot). Raises before anything is stored."""
+        self.registry.check_open()
+        tasks = [self.check(request) for request in requests]
+        key = requests[0].key if requests else None
         lease = None
-        admission: asyncio.Future[Lease] | None = None
+        if self.quotas is not None and key is not None:
+            lease = await self.quotas.admit(key, sum(len(r.text) for r in requests))
+        return Batch(self, requests, tasks, lease)
+
+    def check(self, request: TranslationRequest) -> TranslationTask:
+        """The request's text and languages, checked: its task (without a script's prompt)."""
+        fields = request.fields
+        self.check_text(request.text, field=fields.text)
+        target_lang, source_lang = self.resolve_languages(
+            request.target_lang, request.source_lang, fields
+        )
+        return TranslationTask(text=request.text, target_lang=target_lang, source_lang=source_lang)
+
+    def resolve_languages(
+        self, target: str, source: str | None, fields: Fields = V1_FIELDS
+    ) -> tuple[str, str | None]:
+        """Standard offered tags; errors name the fields as the request named them."""
+        catalog = self.provider.languages
+        target_tag = catalog.resolve(target, field=fields.target, allow_names=fields.names)
+        source_tag = None
+        if source is not None and source.strip().lower() not in ("", "auto"):
+            source_tag = catalog.resolve(source, field=fields.source, allow_names=fields.names)
+        return target_tag, source_tag
+
+    def check_text(self, text: str, *, field: str = "text") -> None:
+        if not text.strip():
+            raise InvalidRequest(f"{field}: must not be empty or only whitespace.")
+        if "\x00" in text:  # no database stores it in text (PostgreSQL refuses it)
+            raise InvalidRequest(f"{field}: must not contain NUL (U+0000) characters.")
+        if len(text) > self.settings.max_text_chars:
+            raise TextTooLong(
+                f"{field}: {len(text)} characters; this server accepts at most "
+                f"{self.settings.max_text_chars}."
+            )
+
+    def _early_admission(self, request: TranslationRequest) -> Admission | None:
+        """An admission counted alongside the upstream's start, when the key has room; None
+        when it must be taken before (a refusal then raised). A segment is always admitted
+        first: its record is written before its first token."""
         quotas, key = self.quotas, request.key
-        if quotas is not None and key is not None and not request.admitted:
-            if early_admission and not request.segment and quotas.has_room(key):
-                admission = asyncio.ensure_future(quotas.admit(key, len(request.text)))
-            else:
-                lease = await quotas.admit(key, len(request.text))
-        state = StreamState()
-        try:
-            pieces = self.provider.stream(task, state)
-        except BaseException:
-            if lease is not None:
-                lease.release()
-            if admission is not None:
-                admission.cancel()
-            raise
+        if quotas is None or key is None:
+            return Admission.none()
+        if not request.segment and quotas.has_room(key):
+            return Admission.early(quotas, key, len(request.text))
+        return None
+
+    async def _start(
+        self, request: TranslationRequest, task: TranslationTask, admission: Admission | None
+    ) -> Job:
+        if request.segment:
+            assert request.script_id is not None
+            await add_script_prompt(
+                task,
+                self.scripts,
+                request.script_id,
+                request.key.id if request.key is not None else None,
+                context_segments=self.settings.context_segments,
+                term_memory=self.settings.term_memory,
+            )
+        if admission is None:
+            assert self.quotas is not None and request.key is not None
+            admission = Admission.taken(await self.quotas.admit(request.key, len(request.text)))
         record = Record(
             text=request.text,
-            target_lang=target_lang,
-            source_lang=source_lang,
+            target_lang=task.target_lang,
+            source_lang=task.source_lang,
             script_id=request.script_id,
             provider=self.provider.name,
             model=self.provider.model,
@@ -154,343 +220,380 @@ class Translator:
         )
         if request.record_id is not None:
             record.id = request.record_id
-        if request.segment:
-            await self._create_segment(record, request.cue, pieces, lease)
-        return Job(
-            self, record, task, pieces, state, lease, admission=admission, created=request.segment
-        )
-
-    async def _add_script_prompt(self, request: TranslationRequest, task: TranslationTask) -> None:
-        """The script's previous segments, the glossary entries that occur in the text and
-        the script's own renderings of its other recurring terms."""
-        assert request.script_id is not None
-        key_id = request.key.id if request.key is not None else None
-        count = self.settings.context_segments
-        # The term memory reads further back; with context off, it is off too.
-        memory = self.settings.term_memory and count > 0
+        state = StreamState()
         try:
-            history = await self.scripts.context(
-                request.script_id, task.target_lang, key_id, HISTORY_SEGMENTS if memory else count
-            )
-            # A key's scripts are its own; with keys off (no key id) every script is ANYONE's.
-            entries = await self.scripts.glossary(request.script_id, key_id or ANYONE)
-        except Exception as exc:
-            log.error("script_read_failed", error=type(exc).__name__, detail=str(exc)[:300])
-            raise DatabaseUnavailable("The script's context could not be read.") from exc
-        task.context = history[-count:] if count else []
-        task.glossary = applicable_glossary(entries, task.text, task.target_lang)
-        if memory:
-            # Off the event loop: a long text against a long history is a few hundred ms.
-            task.learned = await asyncio.to_thread(
-                learned_terms, history, task.text, glossary_terms(entries, task.target_lang)
-            )
-
-    async def _create_segment(
-        self,
-        record: Record,
-        cue: Cue | None,
-        pieces: AsyncIterator[list[str] | Queued],
-        lease: Lease | None,
-    ) -> None:
-        # Written before the first token, unlike other records: the index is the database's
-        # to give, and the segment's `done` carries it.
-        try:
-            await self.scripts.create_segment(record, cue)
-        except BaseException as exc:
-            closer = getattr(pieces, "aclose", None)
-            if closer is not None:
-                await closer()
-            if lease is not None:
-                lease.release()
-            if isinstance(exc, Exception):
-                log.error("segment_create_failed", error=type(exc).__name__, detail=str(exc)[:300])
-                raise DatabaseUnavailable() from exc
+            pieces = self.provider.stream(task, state)
+        except BaseException:
+            admission.release()
             raise
-
-    def resolve_languages(
-        self,
-        target: str,
-        source: str | None,
-        *,
-        allow_names: bool,
-        fields: tuple[str, str] = ("target_lang", "source_lang"),
-    ) -> tuple[str, str | None]:
-        """Standard offered tags; errors name the fields as the request named them."""
-        catalog = self.provider.languages
-        target_tag = catalog.resolve(target, field=fields[0], allow_names=allow_names)
-        source_tag = None
-        if source is not None and source.strip().lower() not in ("", "auto"):
-            source_tag = catalog.resolve(source, field=fields[1], allow_names=allow_names)
-        return target_tag, source_tag
-
-    def check_text(self, text: str, *, field: str = "text") -> None:
-        if not text.strip():
-            raise InvalidRequestError(f"{field}: must not be empty or only whitespace.")
-        if "\x00" in text:  # no database stores it in text (PostgreSQL refuses it)
-            raise InvalidRequestError(f"{field}: must not contain NUL (U+0000) characters.")
-        if len(text) > self.settings.max_text_chars:
-            raise TextTooLong(
-                f"{field}: {len(text)} characters; this server accepts at most "
-                f"{self.settings.max_text_chars}."
-            )
+        if request.segment:
+            # Written before the first token, unlike other records: the index is the database's
+            # to give, and the segment's `done` carries it.
+            try:
+                await self.scripts.create_segment(record, request.cue)
+            except BaseException as exc:
+                await _close(pieces)
+                admission.release()
+                if isinstance(exc, Exception):
+                    log.error(
+                        "segment_create_failed", error=type(exc).__name__, detail=str(exc)[:300]
+                    )
+                    raise DatabaseUnavailable() from exc
+                raise
+        return Job(record, task, pieces, state, self._context, admission, created=request.segment)
 
     async def aclose(self) -> None:
         await self.provider.aclose()
 
 
-def glossary_terms(entries: list[GlossaryEntry], target_lang: str) -> list[tuple[str, str]]:
-    """(source, target) of the entries for this target language or its base language."""
-    langs = {target_lang, base_language(target_lang)}
-    return [(entry.source, entry.target) for entry in entries if entry.target_lang in langs]
+class Batch:
+    """Requests checked and admitted together. Each is started in turn (`start(i)`) without
+    asking the key's limits again; `release()` (or leaving its `async with`) gives the slot
+    back."""
+
+    def __init__(
+        self,
+        translator: Translator,
+        requests: Sequence[TranslationRequest],
+        tasks: list[TranslationTask],
+        lease: Lease | None,
+    ) -> None:
+        self._translator = translator
+        self.requests = requests
+        self._tasks = tasks
+        self._lease = lease
+
+    async def start(self, index: int) -> Job:
+        return await self._translator._start(
+            self.requests[index], self._tasks[index], Admission.none()
+        )
+
+    def release(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+
+    async def __aenter__(self) -> Batch:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
 
 
-def applicable_glossary(
-    entries: list[GlossaryEntry], text: str, target_lang: str
-) -> list[tuple[str, str]]:
-    """Entries for this target language (or its base language) whose source term occurs in
-    the text, ignoring case."""
-    folded = text.casefold()
-    return [
-        (source, target)
-        for source, target in glossary_terms(entries, target_lang)
-        if source.casefold() in folded
-    ]
-
-
-def glossary_misses(glossary: list[tuple[str, str]], translation: str) -> list[str] | None:
-    """Source terms whose target term is not in the translation (ignoring case); None when no
-    entry applied."""
-    if not glossary:
-        return None
-    folded = translation.casefold()
-    return [source for source, target in glossary if target.casefold() not in folded]
-
-
-def build_translator(
-    settings: Settings, store: RecordStore, quotas: Quotas | None = None
-) -> Translator:
-    """The translator the server and the CLI both run: the configured provider (not started
-    yet: the server starts it in the background, the CLI waits for it), a detector, and the
-    per-key limits when keys are on."""
-    return Translator(settings, make_provider(settings), store, LanguageDetector(), quotas)
+class _Aborted(Exception):
+    """Internal: the server ended the job while its last event was out with the consumer."""
 
 
 class Job:
     def __init__(
         self,
-        translator: Translator,
         record: Record,
         task: TranslationTask,
         pieces: AsyncIterator[list[str] | Queued],
         state: StreamState,
-        lease: Lease | None = None,
+        context: JobContext,
+        admission: Admission,
         *,
-        admission: asyncio.Future[Lease] | None = None,
         created: bool = False,
     ) -> None:
-        self._translator = translator
-        self._lease = lease
-        # The key's limits being counted while the upstream starts (`submit`'s early
-        # admission): awaited before the first event goes out.
-        self._admission = admission
         self.record = record
+        self.task = task
         self._pieces = pieces
         self._state = state
-        self._task = task
-        # Detected before the provider starts when its prompt needs it, else at the end (off
-        # the path to the first token).
-        self._detect_after = task.source_lang is None and not translator.provider.needs_source_lang
+        self._context = context
+        self._admission = admission
+        self._life = _RecordLife(context.store, record, created)
         self.abort_error: DragomanError | None = None
-        self._created: asyncio.Future[None] | None = None
-        if created:  # already inserted (a script segment)
-            self._created = asyncio.get_running_loop().create_future()
-            self._created.set_result(None)
-        self.final: asyncio.Future[None] | None = None
+        # The task that runs `events()`, and whether it may be cancelled to end the job now:
+        # only while it waits for the upstream, never while an event is out with its consumer
+        # (that event would be lost) nor while the record's final state is being written.
+        self._runner: asyncio.Task[object] | None = None
+        self._cancellable = False
+        self._started = False
+        self._over = asyncio.Event()
+
+    # Control.
 
     def abort(self, error: DragomanError) -> None:
-        """Mark the job as ended by the server (shutdown, cancel request); the caller then
-        cancels its task. A `Stopped` job's record ends `cancelled` with that error."""
+        """End the job with `error` (a shutdown, a cancel request): its events end with
+        `Failed(error)`, its record stored (`cancelled` for a `Stopped`, else `failed`)."""
+        if self.abort_error is not None or self._over.is_set():
+            return
         self.abort_error = error
+        if self._cancellable and self._runner is not None:
+            self._runner.cancel()
 
-    async def unwind(self, events: AsyncGenerator[Event, None]) -> DragomanError | None:
-        """For a consumer of `events()` that was cancelled: close them now, not at garbage
-        collection (that queues the record's final state and closes the upstream). Returns the
-        server's reason when the server ended the job (`abort`): the cancellation is then taken
-        back and the record is stored, for the consumer to finish in-band. Returns None when
-        the cancellation came from elsewhere (the client left): the consumer re-raises it."""
-        await events.aclose()
-        error = self.abort_error
-        if error is None:
-            return None
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        if self.final is not None:
-            await asyncio.gather(self.final, return_exceptions=True)
-        return error
+    async def ended(self) -> None:
+        """Return once the job has stopped and its record's final state is stored (or failed
+        to be)."""
+        await self._over.wait()
+        await self._life.settled()
 
     def release(self) -> None:
-        """Give back the key's concurrency slot (once the upstream work is over)."""
-        self._drop_admission()
-        if self._lease is not None:
-            self._lease.release()
+        """Give back the key's concurrency slot (idempotent; the job does it at its end)."""
+        self._admission.release()
 
-    async def _refused(self) -> RateLimited | None:
-        """An early admission's refusal, once it has answered."""
-        try:
-            await self._admitted()
-        except RateLimited as refused:
-            return None if self._created is not None else refused
-        return None
-
-    async def _admitted(self) -> None:
-        """Wait for an early admission's answer; raises `RateLimited`."""
-        admission, self._admission = self._admission, None
-        if admission is not None:
-            self._lease = await admission
-
-    def _drop_admission(self) -> None:
-        """The job ends before its admission was awaited: keep the slot it took, to give it
-        back, or stop the count (`Quotas.admit` gives back a slot it took when cancelled)."""
-        admission, self._admission = self._admission, None
-        if admission is None:
-            return
-        if not admission.done():
-            admission.cancel()
-        elif not admission.cancelled() and admission.exception() is None:
-            self._lease = admission.result()
+    # The events.
 
     async def events(self) -> AsyncGenerator[Event, None]:
-        translator = self._translator
-        store = translator.store
-        record = self.record
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        settings = translator.settings
-        first_s, idle_s = settings.first_token_timeout_s, settings.idle_timeout_s
-        parts: list[str] = []
+        self._runner = asyncio.current_task()
+        progress = _Progress()
         error: DragomanError | None = None
-        # One deadline: first token, then the idle gap between pieces. It is off while the
-        # request waits in the local queue and while a piece is out with the client (a slow
-        # reader is not an idle upstream).
-        deadline = asyncio.timeout(first_s)
         try:
             try:
-                async with deadline:
-                    if self._task.source_lang is None and translator.provider.needs_source_lang:
-                        detected = await translator.detector.detect_async(
-                            record.text, translator.provider.languages
-                        )
-                        self._task.source_lang = record.source_lang = detected
-                    # The record is written once the first event is out, so that the database
-                    # never sits in front of the first token; its final state is awaited before
-                    # the last byte. While writes are failing it is written first instead, so
-                    # that an outage is a plain 503.
-                    if store.failing:
-                        await _stored(self._create())
+                async with _Deadline(self._context) as deadline:
+                    self._cancellable = True
+                    self._check_abort()
+                    await self._detect_first()
+                    if self._context.store.failing:
+                        # While writes fail the record goes first, so that an outage is a 503.
+                        await _stored(self._life.create())
                     async for item in self._pieces:
-                        deadline.reschedule(None)
-                        if self._admission is not None:
-                            await self._admitted()  # nothing out yet: a refusal is a status
-                        if type(item) is list:
-                            if not parts:
-                                record.first_token_ms = _ms_since(started)
-                                metrics.first_token(time.perf_counter() - started)
-                            metrics.pieces_sent(len(item))
-                            parts += item
-                            yield item
-                            self._create()
-                            deadline.reschedule(loop.time() + idle_s)
-                        elif isinstance(item, Queued):
-                            if item.position > 0:
-                                yield item
-                                self._create()
-                            elif not parts:  # admitted: the first-token wait starts now
-                                deadline.reschedule(loop.time() + first_s)
+                        deadline.pause()
+                        if type(item) is Queued:
+                            if item.position <= 0:
+                                if not progress.parts:  # admitted: the first-token wait starts
+                                    deadline.first_token()
+                                continue
+                            out: list[Event] = [item]
+                        else:
+                            progress.add(item)  # type: ignore[arg-type]
+                            out = [Delta(item)]  # type: ignore[arg-type]
+                        if not self._started:
+                            out.insert(0, await self._start_event())
+                        for event in out:
+                            self._cancellable = False
+                            yield event
+                            self._resumed()
+                        self._life.create()
+                        if type(item) is not Queued:
+                            deadline.idle()
+                    if not self._started:  # finished without any text: the answer starts now
+                        deadline.pause()
+                        start = await self._start_event()
+                        self._cancellable = False
+                        yield start
             except TimeoutError:
-                log.warning("upstream_timeout", id=record.id, after_first_piece=bool(parts))
+                log.warning("upstream_timeout", id=self.record.id, after_first_piece=progress.any)
                 error = UpstreamTimeout()
         except (QueueFull, RateLimited) as exc:
-            if parts or self._created is not None:
+            if self._started or self._life.exists:
                 error = exc
             else:  # refused at admission: not accepted, so not recorded
-                yield Failed(exc, record)
+                yield Failed(exc, recorded=False)
                 return
+        except _Aborted:
+            error = self.abort_error
         except DragomanError as exc:
-            refused = await self._refused() if not parts else None
-            if refused is not None:  # the upstream failed, but the key's limits said no first
-                yield Failed(refused, record)
+            refused = await self._admission.refusal() if not self._started else None
+            if refused is not None and not self._life.exists:
+                # The upstream failed, but the key's limits said no first: not recorded.
+                yield Failed(refused, recorded=False)
                 return
             error = exc
-        except (asyncio.CancelledError, GeneratorExit):
-            self._end_now(parts, started)
+        except asyncio.CancelledError:
+            if self.abort_error is None:  # the consumer was cancelled: it goes, we record
+                self._end_now(progress)
+                raise
+            self._uncancel()  # our own cancellation (`abort`): end in-band
+            error = self.abort_error
+        except GeneratorExit:  # the consumer closed us (it left)
+            self._end_now(progress)
             raise
         except Exception:
-            log.exception("translation_failed", id=record.id)
+            log.exception("translation_failed", id=self.record.id)
             error = DragomanError()
         finally:
+            self._cancellable = False
             # Closing the provider's stream is what closes the upstream connection, stops the
             # local generation, or takes the request out of the local queue.
-            closer = getattr(self._pieces, "aclose", None)
             try:
-                if closer is not None:
-                    await closer()
+                await _close(self._pieces)
             finally:
                 self.release()
+        yield await self._finish(progress, error)
 
-        self._fill(parts, started, error)
-        if self._detect_after:
+    async def _start_event(self) -> Started:
+        await self._admission.confirm()  # nothing is out yet: a refusal is a status
+        self._started = True
+        record = self.record
+        return Started(record.id, record.provider, record.model)
+
+    def _check_abort(self) -> None:
+        if self.abort_error is not None:
+            raise _Aborted()
+
+    def _resumed(self) -> None:
+        """Back from the consumer: cancellable again (by whichever task iterates now), or
+        ended if the server aborted the job meanwhile."""
+        self._runner = asyncio.current_task()
+        self._cancellable = True
+        self._check_abort()
+
+    async def _detect_first(self) -> None:
+        task, context = self.task, self._context
+        if task.source_lang is None and context.detect_first:
+            detected = await context.detector.detect_async(self.record.text, context.languages)
+            task.source_lang = self.record.source_lang = detected
+
+    async def _finish(self, progress: _Progress, error: DragomanError | None) -> Event:
+        """The record's final state, stored, as the job's final event."""
+        record, context = self.record, self._context
+        self._fill(progress, error)
+        if self.task.source_lang is None and not context.detect_first:
             try:
-                record.source_lang = await translator.detector.detect_async(
-                    record.text, translator.provider.languages
+                record.source_lang = await context.detector.detect_async(
+                    record.text, context.languages
                 )
             except asyncio.CancelledError:
-                self._create()
-                self.final = store.finish(record)
+                self._life.finish()
+                self._over.set()
                 raise
-        created = self._create()
-        self.final = store.finish(record)
+        self._life.finish()
+        self._over.set()
         try:
-            await _stored(created)
-            await _stored(self.final)
+            await self._life.stored()
         except DatabaseUnavailable as exc:
             if error is None:
                 error = exc
         _log_end(record)
-        yield Failed(error, record) if error is not None else Finished(record)
+        if error is not None:
+            return Failed(error, recorded=not isinstance(error, DatabaseUnavailable))
+        return Done(record)
 
-    def _fill(self, parts: list[str], started: float, error: DragomanError | None) -> None:
+    def _fill(self, progress: _Progress, error: DragomanError | None) -> None:
         record = self.record
-        record.translation = "".join(parts)
+        record.translation = "".join(progress.parts)
         record.usage = self._state.usage
-        record.total_ms = _ms_since(started)
-        record.glossary_misses = glossary_misses(self._task.glossary, record.translation)
+        record.first_token_ms = progress.first_token_ms
+        record.total_ms = progress.ms()
+        record.glossary_misses = glossary_misses(self.task.glossary, record.translation)
         if error is None:
             record.status = "succeeded"
         else:
-            record.status = "failed"
+            # A stop asked for (a cancel request) is not a failure.
+            record.status = "cancelled" if isinstance(error, Stopped) else "failed"
             record.error_code = error.code
             record.error_message = error.message
 
-    def _create(self) -> asyncio.Future[None]:
+    def _end_now(self, progress: _Progress) -> None:
+        """The consumer left: queue the record's final state without awaiting anything."""
+        if self._over.is_set():  # already queued at the end of the stream
+            return
+        self._fill(progress, self.abort_error)
+        if self.abort_error is None:
+            self.record.status = "cancelled"
+        self._life.finish()
+        self._over.set()
+        _log_end(self.record)
+
+    def _uncancel(self) -> None:
+        if self._runner is not None:
+            self._runner.uncancel()
+
+
+class _Progress:
+    """The text so far, and when it came."""
+
+    __slots__ = ("first_token_ms", "parts", "started")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.parts: list[str] = []
+        self.first_token_ms: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return bool(self.parts)
+
+    def add(self, pieces: list[str]) -> None:
+        if not self.parts:
+            self.first_token_ms = self.ms()
+            metrics.first_token(time.perf_counter() - self.started)
+        metrics.pieces_sent(len(pieces))
+        self.parts += pieces
+
+    def ms(self) -> int:
+        return round((time.perf_counter() - self.started) * 1000)
+
+
+class _Deadline:
+    """One deadline for the upstream: its first token, then the idle gap between pieces. It is
+    off while the request waits in the local queue and while a piece is out with the consumer
+    (a slow reader is not an idle upstream). Expiring raises `TimeoutError`."""
+
+    def __init__(self, context: JobContext) -> None:
+        self._first_s = context.first_token_timeout_s
+        self._idle_s = context.idle_timeout_s
+        self._timeout = asyncio.timeout(self._first_s)
+
+    async def __aenter__(self) -> _Deadline:
+        await self._timeout.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._timeout.__aexit__(exc_type, exc, tb)
+
+    def pause(self) -> None:
+        self._timeout.reschedule(None)
+
+    def first_token(self) -> None:
+        self._timeout.reschedule(asyncio.get_running_loop().time() + self._first_s)
+
+    def idle(self) -> None:
+        self._timeout.reschedule(asyncio.get_running_loop().time() + self._idle_s)
+
+
+class _RecordLife:
+    """A record's two writes: created (once), finished (once)."""
+
+    __slots__ = ("_created", "_finished", "_record", "_store")
+
+    def __init__(self, store: RecordStore, record: Record, created: bool) -> None:
+        self._store = store
+        self._record = record
+        self._created: asyncio.Future[None] | None = None
+        self._finished: asyncio.Future[None] | None = None
+        if created:  # already inserted (a script segment)
+            self._created = asyncio.get_running_loop().create_future()
+            self._created.set_result(None)
+
+    @property
+    def exists(self) -> bool:
+        """Whether its creation is queued or done."""
+        return self._created is not None
+
+    def create(self) -> asyncio.Future[None]:
         if self._created is None:
-            self._created = self._translator.store.create(self.record)
+            self._created = self._store.create(self._record)
         return self._created
 
-    def _end_now(self, parts: list[str], started: float) -> None:
-        """Cancelled or aborted: queue the final state without awaiting anything."""
-        if self.final is not None:  # already queued at the end of the stream
-            return
-        if self.abort_error is not None:
-            self._fill(parts, started, self.abort_error)
-            if isinstance(self.abort_error, Stopped):  # a stop asked for, not a failure
-                self.record.status = "cancelled"
-        else:
-            self._fill(parts, started, None)
-            self.record.status = "cancelled"
-        self._create()
-        self.final = self._translator.store.finish(self.record)
-        _log_end(self.record)
+    def finish(self) -> None:
+        self.create()
+        if self._finished is None:
+            self._finished = self._store.finish(self._record)
+
+    async def stored(self) -> None:
+        """Both writes, committed; raises `DatabaseUnavailable`."""
+        assert self._created is not None and self._finished is not None
+        await _stored(self._created)
+        await _stored(self._finished)
+
+    async def settled(self) -> None:
+        """Both writes over, whatever their outcome."""
+        for future in (self._created, self._finished):
+            if future is not None:
+                await asyncio.gather(asyncio.shield(future), return_exceptions=True)
 
 
 async def _stored(future: asyncio.Future[None]) -> None:
@@ -502,8 +605,10 @@ async def _stored(future: asyncio.Future[None]) -> None:
         raise DatabaseUnavailable() from exc
 
 
-def _ms_since(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
+async def _close(pieces: AsyncIterator[object]) -> None:
+    closer = getattr(pieces, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 def _log_end(record: Record) -> None:

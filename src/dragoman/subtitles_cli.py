@@ -52,12 +52,14 @@ async def _local_events(
     settings: Settings, content: str, to: str, source: str | None, script_id: str | None
 ) -> AsyncGenerator[Event, None]:
     from dragoman.errors import DragomanError
+    from dragoman.events import Failed
     from dragoman.subtitles import SubtitleRun, SubtitlesRequest
+    from dragoman.wire import named
 
     async with _InProcess(_quiet(settings), provider=True) as backend:
         try:
             run = SubtitleRun(
-                backend.translator,
+                backend.runtime.translator,
                 SubtitlesRequest(
                     content=content, target_lang=to, source_lang=source, script_id=script_id
                 ),
@@ -65,14 +67,17 @@ async def _local_events(
             await run.admit()
             async with aclosing(run.events()) as events:
                 async for event in events:
-                    yield event
+                    if type(event) is Failed:
+                        raise event.error
+                    for pair in named(event):
+                        yield pair
         except DragomanError as exc:
             raise TranslationFailed(exc.code, exc.message) from exc
 
 
 def _cue_count(content: str) -> int | None:
     from dragoman.errors import DragomanError
-    from dragoman.subtitle_files import SubtitleFile
+    from dragoman.scripts.files import SubtitleFile
 
     try:
         return len(SubtitleFile(content).cues)
@@ -160,20 +165,15 @@ def run_export(
                 except DragomanClientError as exc:
                     raise TranslationFailed(exc.code, exc.message) from exc
         from dragoman.errors import DragomanError
-        from dragoman.languages import GENERAL_LANGUAGES, LanguageCatalog
-        from dragoman.records.scripts import ScriptStore
         from dragoman.records.store import ANYONE
-        from dragoman.scripts import Scripts
 
         assert settings is not None
         async with _InProcess(_quiet(settings), provider=False) as backend:
-            # Reading needs no provider: any language a stored record may be in is listed.
-            languages = LanguageCatalog(GENERAL_LANGUAGES)
-            scripts = Scripts(ScriptStore(backend.store.engine), languages)
             try:
-                return await scripts.export(script_id, ANYONE, to, format)
+                exported: str = await backend.runtime.scripts.export(script_id, ANYONE, to, format)
             except DragomanError as exc:
                 raise TranslationFailed(exc.code, exc.message) from exc
+            return exported
 
     try:
         exported = asyncio.run(fetch())

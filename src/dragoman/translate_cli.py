@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, aclosing
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -91,47 +91,22 @@ class _Remote:
 
 
 class _InProcess:
-    """The configured provider in this process, storing records like the service does."""
+    """The configured provider in this process (`provider=True`), storing records like the
+    service does; or only the records (`provider=False`)."""
 
     def __init__(self, settings: Settings, *, provider: bool) -> None:
-        from dragoman.records.store import RecordStore
+        from dragoman.runtime import Runtime
 
-        self.settings = settings
-        self.store = RecordStore(settings.database_url)
-        self._with_provider = provider
-        self.translator: Any = None
+        self._opening = Runtime.open(settings, "translate" if provider else "records")
+        self.runtime: Any = None
 
     async def __aenter__(self) -> _InProcess:
-        from dragoman.service import build_translator
+        from dragoman.errors import DragomanError
 
-        settings = self.settings
-        if (
-            self._with_provider
-            and settings.provider == "openai"
-            and not settings.resolved_api_key()
-        ):
-            raise TranslationFailed(
-                "invalid_request",
-                "the openai provider needs OPENAI_API_KEY or OPENAI_BASE_URL",
-            )
         try:
-            # Migrations only: records left `streaming` may belong to a running server.
-            await self.store.migrate()
-        except Exception as exc:
-            await self.store.aclose()
-            raise TranslationFailed("database_unavailable", f"database: {exc}") from exc
-        if self._with_provider:
-            self.store.start()
-            translator = build_translator(settings, self.store)
-            try:
-                await translator.provider.start()
-            except Exception as exc:
-                await translator.aclose()
-                await self.store.aclose()
-                raise TranslationFailed(
-                    "invalid_request", f"the {settings.provider} provider cannot start: {exc}"
-                ) from exc
-            self.translator = translator
+            self.runtime = await self._opening.__aenter__()
+        except DragomanError as exc:
+            raise TranslationFailed(exc.code, exc.message) from exc
         return self
 
     async def __aexit__(
@@ -140,37 +115,31 @@ class _InProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.translator is not None:
-            await self.translator.aclose()
-        await self.store.aclose()
+        await self._opening.__aexit__(exc_type, exc, tb)
 
     async def pieces(
         self, text: str, to: str, source: str | None, script_id: str | None
     ) -> AsyncIterator[str]:
         from dragoman.errors import DragomanError
-        from dragoman.service import Failed, TranslationRequest
+        from dragoman.events import pieces
+        from dragoman.service import TranslationRequest
 
         try:
-            job = await self.translator.submit(
+            job = await self.runtime.translator.submit(
                 TranslationRequest(
                     text=text, target_lang=to, source_lang=source, script_id=script_id
                 )
             )
+            async for piece in pieces(job.events()):
+                yield piece
         except DragomanError as exc:
             raise TranslationFailed(exc.code, exc.message) from exc
-        async with aclosing(job.events()) as events:
-            async for event in events:
-                if type(event) is list:
-                    for piece in event:
-                        yield piece
-                elif isinstance(event, Failed):
-                    raise TranslationFailed(event.error.code, event.error.message)
 
     async def history(self, script_id: str | None, limit: int) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         cursor = None
         while len(records) < limit:
-            items, cursor = await self.store.list(
+            items, cursor = await self.runtime.store.list(
                 script_id=script_id, limit=min(200, limit - len(records)), cursor=cursor
             )
             records += items

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dragoman.sse import DONE, PING, JsonEventEncoder, RawTextEncoder
+from dragoman.events import Delta, Started
+from dragoman.wire import DONE, PING, CompatWire, V1Wire, frame
 
 
 @dataclass
@@ -59,7 +60,7 @@ pieces_strategy = st.lists(st.text(min_size=1), min_size=1, max_size=12)
 
 @given(pieces_strategy)
 def test_raw_pieces_arrive_as_their_text_with_line_breaks_as_lf(pieces: list[str]) -> None:
-    encoder = RawTextEncoder()
+    encoder = CompatWire()
     stream = b"".join(encoder.piece(p) for p in pieces) + PING + DONE
     events = parse_event_stream(stream)
     assert events[-1].data == "[DONE]"
@@ -68,7 +69,7 @@ def test_raw_pieces_arrive_as_their_text_with_line_breaks_as_lf(pieces: list[str
 
 @given(st.lists(st.sampled_from(["a", "\r", "\n", "\r\n", "b\r", "\nc"]), min_size=1))
 def test_raw_crlf_split_across_pieces_is_one_line_break(pieces: list[str]) -> None:
-    encoder = RawTextEncoder()
+    encoder = CompatWire()
     stream = b"".join(encoder.piece(p) for p in pieces)
     events = parse_event_stream(stream)
     assert "".join(e.data for e in events) == _sse_line_breaks_as_lf("".join(pieces))
@@ -76,9 +77,9 @@ def test_raw_crlf_split_across_pieces_is_one_line_break(pieces: list[str]) -> No
 
 @given(pieces_strategy)
 def test_json_events_carry_exact_text_and_consecutive_ids(pieces: list[str]) -> None:
-    encoder = JsonEventEncoder()
-    stream = encoder.event("start", {"id": "x"}) + b"".join(encoder.delta(p) for p in pieces)
-    stream += encoder.event("done", {"translation": "".join(pieces)})
+    wire = V1Wire()
+    stream = wire.encode(Started("x", "p", "m")) + b"".join(wire.encode(Delta([p])) for p in pieces)
+    stream += frame(len(pieces) + 1, "done", {"translation": "".join(pieces)})
     events = parse_event_stream(stream)
     assert [e.event for e in events] == ["start"] + ["delta"] * len(pieces) + ["done"]
     assert [e.id for e in events] == [str(n) for n in range(len(pieces) + 2)]
@@ -88,7 +89,7 @@ def test_json_events_carry_exact_text_and_consecutive_ids(pieces: list[str]) -> 
 
 @given(st.text())
 def test_json_events_survive_naive_line_splitting(text: str) -> None:
-    encoded = JsonEventEncoder().delta(text).decode()
+    encoded = V1Wire().encode(Delta([text])).decode()
     # str.splitlines() breaks on more than SSE does; the encoder leaves it nothing extra.
     assert encoded.splitlines() == encoded.split("\n")[:-1]
     data_line = encoded.splitlines()[2]

@@ -1,5 +1,5 @@
-"""Dependencies: the long-lived objects that the lifespan put on `app.state`, and the request
-readers of the translation endpoints.
+"""Dependencies: the process's `Runtime` (built by the lifespan, kept on `app.state.runtime`)
+and what routes use of it, typed; and the request readers of the translation endpoints.
 
 Async on purpose: FastAPI runs plain functions in a thread pool, a hop per request.
 """
@@ -11,28 +11,42 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.types import ASGIApp
 
 from dragoman.api.schemas import ScriptId
 from dragoman.errors import InvalidRequest
 from dragoman.keys import ApiKey
 from dragoman.records.store import ANYONE, Owner, RecordStore
-from dragoman.scripts import Scripts
+from dragoman.resumable.service import Resumption
+from dragoman.runtime import Runtime
+from dragoman.scripts.catalog import Scripts
 from dragoman.service import Translator
 
 
+def runtime_of(app: ASGIApp) -> Runtime:
+    """The runtime of the application (also for middleware, which has no `Request`)."""
+    runtime: Runtime = app.state.runtime  # type: ignore[attr-defined]
+    return runtime
+
+
+async def _runtime(request: Request) -> Runtime:
+    return runtime_of(request.app)
+
+
 async def _translator(request: Request) -> Translator:
-    translator: Translator = request.app.state.translator
-    return translator
+    return runtime_of(request.app).translator
 
 
 async def _store(request: Request) -> RecordStore:
-    store: RecordStore = request.app.state.store
-    return store
+    return runtime_of(request.app).store
 
 
 async def _scripts(request: Request) -> Scripts:
-    scripts: Scripts = request.app.state.scripts
-    return scripts
+    return runtime_of(request.app).scripts
+
+
+async def _resumption(request: Request) -> Resumption:
+    return runtime_of(request.app).resumption
 
 
 async def _owner(request: Request) -> Owner:
@@ -40,11 +54,20 @@ async def _owner(request: Request) -> Owner:
     return ANYONE if key is None else key.id
 
 
+async def _key(request: Request) -> ApiKey | None:
+    key: ApiKey | None = request.state.api_key
+    return key
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 TranslatorDep = Annotated[Translator, Depends(_translator)]
 StoreDep = Annotated[RecordStore, Depends(_store)]
 ScriptsDep = Annotated[Scripts, Depends(_scripts)]
+ResumptionDep = Annotated[Resumption, Depends(_resumption)]
 # Whose records a request may see: its key's only, or all of them when keys are off.
 OwnerDep = Annotated[Owner, Depends(_owner)]
+# The request's API key (None when keys are off).
+KeyDep = Annotated[ApiKey | None, Depends(_key)]
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -9,7 +9,6 @@ caller's key. Its own conventions on top: JSON or form bodies, the key in the `a
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,15 +18,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from dragoman.api.deps import runtime_of
 from dragoman.errors import DragomanError
+from dragoman.events import result
 from dragoman.html_text import parse_html
-from dragoman.keys import ApiKey, KeyStore
+from dragoman.keys import ApiKey
 from dragoman.languages import display_name
-from dragoman.service import Failed, Finished, TranslationRequest, Translator
+from dragoman.service import Fields, TranslationRequest, Translator
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/libretranslate", tags=["LibreTranslate-compatible"])
+
+# LibreTranslate's names for the fields, in error messages.
+_FIELDS = Fields("q", "target", "source")
 
 # How a contract error reads to a LibreTranslate client: its status family.
 _STATUS_BY_CODE = {
@@ -105,15 +109,15 @@ def _text_field(fields: dict[str, Any], name: str) -> str:
 
 async def _key(request: Request, fields: dict[str, Any]) -> ApiKey | None:
     """The caller's key when keys are on: `api_key` in the body, else a Bearer header."""
-    if not request.app.state.keys_required:
+    runtime = runtime_of(request.app)
+    if not runtime.keys_required:
         return None
     secret = fields.get("api_key")
     if not secret:
         authorization = request.headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         secret = token.strip() if scheme.lower() == "bearer" else ""
-    keys: KeyStore = request.app.state.keys
-    key = await keys.authenticate(secret) if isinstance(secret, str) and secret else None
+    key = await runtime.keys.authenticate(secret) if isinstance(secret, str) and secret else None
     if key is None:
         raise _Fail(403, "Invalid API key")
     return key
@@ -141,12 +145,12 @@ async def translate(request: Request) -> Response:
 
 async def _translate(request: Request) -> Response:
     fields = await _fields(request)
-    translator: Translator = request.app.state.translator
+    translator = runtime_of(request.app).translator
     if "q" not in fields:
         raise _Fail(400, "Invalid request: missing q parameter")
     q = fields["q"]
-    batch = isinstance(q, list)
-    items = q if batch else [q]
+    many = isinstance(q, list)
+    items = q if many else [q]
     if not all(isinstance(item, str) for item in items):
         raise _Fail(400, "Invalid request: q must be a string or a list of strings")
     source = fields.get("source") or "auto"
@@ -154,52 +158,38 @@ async def _translate(request: Request) -> Response:
     text_format = fields.get("format") or "text"
     if not isinstance(source, str) or text_format not in ("text", "html"):
         raise _Fail(400, "Invalid request: format must be text or html")
-    auto = source == "auto"
-    # Languages checked before any work: a bad one is 400 with nothing stored.
-    translator.resolve_languages(target, None if auto else source, allow_names=False)
+    html = text_format == "html"
+    source_lang = None if source == "auto" else source
+    # Languages checked before the key and any work: a bad one is 400 with nothing stored.
+    translator.resolve_languages(target, source_lang, _FIELDS)
     key = await _key(request, fields)
-
-    translations = []
-    for item in items:
-        translations.append(
-            await _translate_one(translator, item, target, None if auto else source, key,
-                                 html=text_format == "html")
-        )  # fmt: skip
-    answer: dict[str, Any] = {"translatedText": translations if batch else translations[0]}
-    if auto:
-        detected = [_detected(translator, item, text_format == "html") for item in items]
-        answer["detectedLanguage"] = detected if batch else detected[0]
+    documents = [parse_html(item) if html else None for item in items]
+    texts = [document.text() if document is not None else item for document, item in
+             zip(documents, items, strict=True)]  # fmt: skip
+    # One admission for the list, one record per item with text (an empty one comes back as
+    # it was, unrecorded).
+    wanted = [n for n, text in enumerate(texts) if text.strip()]
+    requests = [
+        TranslationRequest(
+            text=texts[n], target_lang=target, source_lang=source_lang, key=key, fields=_FIELDS
+        )
+        for n in wanted
+    ]
+    translations = list(items)
+    async with await translator.batch(requests) as batch:
+        for i, n in enumerate(wanted):
+            job = await batch.start(i)
+            translation = (await result(job.events())).translation
+            document = documents[n]
+            translations[n] = document.render(translation) if document is not None else translation
+    answer: dict[str, Any] = {"translatedText": translations if many else translations[0]}
+    if source_lang is None:
+        detected = [_detected(translator, text) for text in texts]
+        answer["detectedLanguage"] = detected if many else detected[0]
     return JSONResponse(answer)
 
 
-async def _translate_one(
-    translator: Translator,
-    item: str,
-    target: str,
-    source: str | None,
-    key: ApiKey | None,
-    *,
-    html: bool,
-) -> str:
-    document = parse_html(item) if html else None
-    text = document.text() if document is not None else item
-    if not text.strip():
-        return item  # nothing to translate: no record
-    job = await translator.submit(
-        TranslationRequest(text=text, target_lang=target, source_lang=source, key=key)
-    )
-    translation = ""
-    async with aclosing(job.events()) as events:
-        async for event in events:
-            if isinstance(event, Failed):
-                raise event.error
-            if isinstance(event, Finished):
-                translation = event.record.translation
-    return document.render(translation) if document is not None else translation
-
-
-def _detected(translator: Translator, item: str, html: bool) -> dict[str, Any]:
-    text = parse_html(item).text() if html else item
+def _detected(translator: Translator, text: str) -> dict[str, Any]:
     language, probability = translator.detector.guess(text) if text.strip() else (None, 0.0)
     return {"confidence": round(probability * 100, 1), "language": language or "en"}
 
@@ -213,14 +203,14 @@ async def _detect(request: Request) -> Response:
     fields = await _fields(request)
     q = _text_field(fields, "q")
     await _key(request, fields)
-    translator: Translator = request.app.state.translator
+    translator = runtime_of(request.app).translator
     language, probability = await asyncio.to_thread(translator.detector.guess, q)
     return JSONResponse([{"confidence": round(probability * 100, 1), "language": language}])
 
 
 @router.get("/languages", summary="LibreTranslate: the languages offered")
 async def languages(request: Request) -> Response:
-    translator: Translator = request.app.state.translator
+    translator = runtime_of(request.app).translator
     codes = list(translator.provider.languages.bases)
     return JSONResponse(
         [{"code": code, "name": display_name(code), "targets": codes} for code in codes]
@@ -229,8 +219,9 @@ async def languages(request: Request) -> Response:
 
 @router.get("/frontend/settings", summary="LibreTranslate: what its web page asks first")
 async def frontend_settings(request: Request) -> Response:
-    translator: Translator = request.app.state.translator
-    required = bool(request.app.state.keys_required)
+    runtime = runtime_of(request.app)
+    translator = runtime.translator
+    required = runtime.keys_required
     codes = translator.provider.languages.bases
     target = "en" if "en" in codes else codes[0]
     return JSONResponse(

@@ -7,9 +7,9 @@ from __future__ import annotations
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dragoman.api.deps import runtime_of
 from dragoman.api.errors import error_response
 from dragoman.errors import DatabaseUnavailable, Unauthorized
-from dragoman.keys import KeyStore
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,7 @@ class RequireKey:
             await self.app(scope, receive, send)
             return
         secret = bearer_token(scope)
-        keys: KeyStore = scope["app"].state.keys
+        keys = runtime_of(scope["app"]).keys
         try:
             key = await keys.authenticate(secret) if secret is not None else None
         except Exception:

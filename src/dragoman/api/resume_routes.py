@@ -14,15 +14,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from dragoman.api.deps import OwnerDep, StoreDep
-from dragoman.api.listen import LogResponse
+from dragoman.api.deps import OwnerDep, ResumptionDep, StoreDep, runtime_of
+from dragoman.api.event_stream import EventStreamResponse, respond
 from dragoman.api.schemas import CancelOut, ErrorOut
-from dragoman.errors import InvalidRequest, NotFound, NotResumable, ResumeExpired, ShuttingDown
+from dragoman.errors import InvalidRequest, NotFound, NotResumable, ResumeExpired
 from dragoman.records.store import ANYONE, Owner, RecordStore
+from dragoman.resumable.listener import LogListener
 from dragoman.resumable.log import EventLog, is_resumable_id, resumable_id
 from dragoman.resumable.run import ResumableRun
 from dragoman.resumable.service import Resumption
-from dragoman.service import TranslationRequest, Translator
+from dragoman.runtime import Runtime
+from dragoman.service import TranslationRequest
+from dragoman.wire import V1Wire
 
 router = APIRouter()
 _SSE: dict[str, Any] = {"content": {"text/event-stream": {}}}
@@ -30,40 +33,44 @@ _SSE: dict[str, Any] = {"content": {"text/event-stream": {}}}
 
 async def resumable_response(
     request: Request, stream: bool, translation: TranslationRequest
-) -> LogResponse:
+) -> EventStreamResponse:
     """A translation that runs on its own, its events logged for any listener to follow."""
     if not stream:
         raise InvalidRequest("resumable: only a streamed translation (stream: true) resumes.")
-    state = request.app.state
-    translator: Translator = state.translator
-    if state.registry.stopping:
-        raise ShuttingDown()
-    job = await translator.submit(replace(translation, record_id=resumable_id()))
-    resumption: Resumption = state.resumption
-    run = resumption.start_run(job)
-    return _listener(resumption, run.id, run.log, after=-1, run=run, wait_first=True)
+    runtime = runtime_of(request.app)
+    job = await runtime.translator.submit(replace(translation, record_id=resumable_id()))
+    run = runtime.resumption.start_run(job)
+    return _listener(runtime, run.id, run.log, after=-1, run=run, wait_first=True)
 
 
 def _listener(
-    resumption: Resumption,
+    runtime: Runtime,
     translation_id: str,
     events_log: EventLog,
     *,
     after: int,
     run: ResumableRun | None,
     wait_first: bool,
-) -> LogResponse:
-    settings = resumption.settings
-    return LogResponse(
+) -> EventStreamResponse:
+    settings = runtime.settings
+    listener = LogListener(
         translation_id,
         events_log,
-        resumption.logs,
+        runtime.resumption.logs,
         after=after,
         run=run,
         wait_first=wait_first,
         keepalive_s=settings.keepalive_s,
         grace_s=settings.resume_grace_s,
-        send_timeout_s=settings.send_timeout_s,
+    )
+    # The `POST` waits for the first event (a failure before it is a status); a `GET` listener
+    # is answered at once, whatever it will follow.
+    return respond(
+        runtime,
+        listener,
+        V1Wire(),
+        headers={"X-Translation-Id": translation_id},
+        gate=wait_first,
     )
 
 
@@ -88,7 +95,8 @@ async def translation_events(
         except ValueError:
             raise InvalidRequest("Last-Event-ID: not an event id of this stream.") from None
         after = max(after, -1)
-    resumption: Resumption = request.app.state.resumption
+    runtime = runtime_of(request.app)
+    resumption = runtime.resumption
     if not await _visible(translation_id, owner, store, resumption):
         raise NotFound()
     events_log = await resumption.logs.open(translation_id) if len(translation_id) <= 64 else None
@@ -100,7 +108,7 @@ async def translation_events(
             raise NotResumable()
         raise ResumeExpired()
     run = resumption.runs.get(translation_id)
-    return _listener(resumption, translation_id, events_log, after=after, run=run, wait_first=False)
+    return _listener(runtime, translation_id, events_log, after=after, run=run, wait_first=False)
 
 
 @router.post(
@@ -110,9 +118,8 @@ async def translation_events(
     responses={404: {"model": ErrorOut}},
 )
 async def cancel_translation(
-    translation_id: str, request: Request, store: StoreDep, owner: OwnerDep
+    translation_id: str, store: StoreDep, owner: OwnerDep, resumption: ResumptionDep
 ) -> Any:
-    resumption: Resumption = request.app.state.resumption
     if not await _visible(translation_id, owner, store, resumption):
         raise NotFound()  # another key's translation is not there for this one
     status = await resumption.cancel_local(translation_id)
@@ -135,7 +142,7 @@ async def _visible(
         return True
     running = resumption.runs.get(translation_id) or resumption.registry.running.get(translation_id)
     if running is not None:
-        return running.job.record.key_id == owner
+        return running.record.key_id == owner
     if len(translation_id) > 64:
         return False
     return await store.get(translation_id, owner=owner) is not None

@@ -14,14 +14,17 @@ from pydantic import BaseModel
 from dragoman import metrics
 from dragoman.api.deps import (
     OwnerDep,
+    RuntimeDep,
     ScriptsDep,
     StoreDep,
     TranslatorDep,
     read_body,
+    runtime_of,
     validate_script_id,
     validate_script_id_header,
 )
 from dragoman.api.errors import error_response
+from dragoman.api.event_stream import job_response, respond
 from dragoman.api.require_key import bearer_token
 from dragoman.api.resume_routes import resumable_response
 from dragoman.api.schemas import (
@@ -39,12 +42,11 @@ from dragoman.api.schemas import (
     TranslationPage,
     TranslationPublic,
 )
-from dragoman.api.streaming import JobResponse, StreamRegistry
-from dragoman.api.subtitle_stream import subtitle_response
-from dragoman.errors import NotFound, NotReady, ShuttingDown, Unauthorized
-from dragoman.scripts import EXPORT_MEDIA_TYPES
-from dragoman.service import TranslationRequest, Translator
+from dragoman.errors import NotFound, NotReady, Unauthorized
+from dragoman.scripts.catalog import EXPORT_MEDIA_TYPES
+from dragoman.service import COMPAT_FIELDS, TranslationRequest
 from dragoman.subtitles import SubtitleRun, SubtitlesRequest
+from dragoman.wire import CompatWire, JsonAnswer, V1Wire, Wire
 
 router = APIRouter()
 
@@ -67,25 +69,8 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def _job_response(
-    request: Request, encoding: Any, translation: TranslationRequest
-) -> JobResponse:
-    state = request.app.state
-    registry: StreamRegistry = state.registry
-    if registry.stopping:
-        raise ShuttingDown()
-    translator: Translator = state.translator
-    # The response sends nothing before the job's first event: the key's limits may be
-    # counted while the upstream starts.
-    job = await translator.submit(translation, early_admission=True)
-    settings = translator.settings
-    return JobResponse(
-        job,
-        encoding,
-        registry,
-        keepalive_s=settings.keepalive_s,
-        send_timeout_s=settings.send_timeout_s,
-    )
+def _wire(stream: bool) -> Wire:
+    return V1Wire() if stream else JsonAnswer()
 
 
 # The two translation endpoints read their request themselves: FastAPI's parameter and
@@ -109,17 +94,17 @@ async def translate_compat(request: Request) -> Any:
     script_id = request.headers.get("x-script-id")
     if script_id is not None:
         script_id = validate_script_id_header(script_id)
-    return await _job_response(
-        request,
-        "raw",
+    return await job_response(
+        runtime_of(request.app),
         TranslationRequest(
             text=body.message,
             target_lang=body.lang,
             source_lang=body.source_lang,
             script_id=script_id,
-            allow_names=True,
             key=request.state.api_key,
+            fields=COMPAT_FIELDS,
         ),
+        CompatWire(),
     )
 
 
@@ -141,7 +126,7 @@ async def create_translation(request: Request) -> Any:
     )
     if body.resumable:
         return await resumable_response(request, body.stream, translation)
-    return await _job_response(request, "events" if body.stream else "json", translation)
+    return await job_response(runtime_of(request.app), translation, _wire(body.stream))
 
 
 @router.post(
@@ -164,7 +149,7 @@ async def create_segment(request: Request, script_id: str) -> Any:
     )
     if body.resumable:
         return await resumable_response(request, body.stream, translation)
-    return await _job_response(request, "events" if body.stream else "json", translation)
+    return await job_response(runtime_of(request.app), translation, _wire(body.stream))
 
 
 ScriptIdPath = Annotated[str, PathParam(pattern=SCRIPT_ID_PATTERN, max_length=128)]
@@ -233,10 +218,9 @@ async def export_script(
 )
 async def translate_subtitles(request: Request) -> Any:
     body = await read_body(request, SubtitlesCreate)
-    if request.app.state.registry.stopping:
-        raise ShuttingDown()
+    runtime = runtime_of(request.app)
     run = SubtitleRun(
-        request.app.state.translator,
+        runtime.translator,
         SubtitlesRequest(
             content=body.content,
             target_lang=body.target_lang,
@@ -246,13 +230,8 @@ async def translate_subtitles(request: Request) -> Any:
             key=request.state.api_key,
         ),
     )
-    return await subtitle_response(
-        run,
-        request.app.state.registry,
-        stream=body.stream,
-        keepalive_s=run.translator.settings.keepalive_s,
-        send_timeout_s=run.translator.settings.send_timeout_s,
-    )
+    await run.admit()
+    return respond(runtime, run, _wire(body.stream))
 
 
 @router.get(
@@ -299,8 +278,8 @@ async def playground() -> Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(request: Request) -> Response:
-    settings = request.app.state.translator.settings
+async def prometheus_metrics(request: Request, runtime: RuntimeDep) -> Response:
+    settings = runtime.settings
     if settings.metrics_token is not None:
         expected = settings.metrics_token.get_secret_value().encode()
         given = (bearer_token(request.scope) or "").encode()
@@ -316,8 +295,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"model": ErrorOut}})
-async def readyz(request: Request, translator: TranslatorDep, store: StoreDep) -> Any:
-    if request.app.state.registry.stopping:
+async def readyz(runtime: RuntimeDep, translator: TranslatorDep, store: StoreDep) -> Any:
+    if runtime.registry.stopping:
         return error_response(NotReady("The server is shutting down."))
     if not translator.provider.is_ready():
         reason = translator.provider.not_ready_reason()

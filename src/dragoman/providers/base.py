@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Protocol
 
+from dragoman.events import Queued
 from dragoman.languages import LanguageCatalog
 from dragoman.prompts import TranslationTask
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    """The request waits for the model; `position` 1 is next. 0 means it has started."""
-
-    position: int
+from dragoman.records.record import Usage
 
 
 class StreamState:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from dragoman.errors import UpstreamError
-from dragoman.providers.base import Usage
+from dragoman.records.record import Usage
 
 
 class MalformedStream(UpstreamError):

@@ -36,9 +36,11 @@ from dragoman.engine.examples import LOCAL_LANGUAGES
 from dragoman.engine.supervisor import RESTARTING, EngineSupervisor, read_status
 from dragoman.engine.text import split_segments, split_sentences
 from dragoman.errors import QueueFull, UpstreamError
+from dragoman.events import Queued
 from dragoman.languages import LanguageCatalog, base_language
 from dragoman.prompts import TranslationTask
-from dragoman.providers.base import Queued, StreamState, Usage
+from dragoman.providers.base import StreamState
+from dragoman.records.record import Usage
 
 log = structlog.get_logger(__name__)
 

@@ -28,9 +28,10 @@ import yarl
 
 from dragoman.config import DEFAULT_OPENAI_MODEL, Settings
 from dragoman.errors import DragomanError, UpstreamError, UpstreamRateLimited, UpstreamTimeout
+from dragoman.events import Queued
 from dragoman.languages import GENERAL_LANGUAGES, LanguageCatalog
 from dragoman.prompts import TranslationTask, chat_messages
-from dragoman.providers.base import Queued, StreamState
+from dragoman.providers.base import StreamState
 from dragoman.providers.chat_stream import ChatStreamParser, UpstreamReportedError
 
 log = structlog.get_logger(__name__)

@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dragoman.providers.base import Usage
 from dragoman.records.models import TranslationRow
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens an upstream reported for one translation."""
+
+    prompt_tokens: int
+    completion_tokens: int
 
 
 def now_rfc3339() -> str:

@@ -19,7 +19,7 @@ import redis.asyncio as redis
 
 from dragoman.errors import Interrupted
 from dragoman.resumable.log import EventLog
-from dragoman.sse import json_bytes
+from dragoman.wire import json_bytes
 
 # Far above any translation's event count: a bound on memory, never reached in practice.
 _MAX_EVENTS = 100_000

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import aclosing
 
 import structlog
 
 from dragoman.errors import DragomanError, Stopped
-from dragoman.providers.base import Queued
+from dragoman.events import Failed
 from dragoman.resumable.log import EventLog, EventLogs
-from dragoman.service import Failed, Finished, Job
-from dragoman.sse import JsonEventEncoder
+from dragoman.service import Job
+from dragoman.wire import V1Wire, is_final
 
 log = structlog.get_logger(__name__)
 
@@ -25,22 +26,17 @@ log = structlog.get_logger(__name__)
 class ResumableRun:
     def __init__(self, job: Job, events_log: EventLog, logs: EventLogs, *, grace_s: float) -> None:
         self.job = job
+        self.record = job.record
         self.id = job.record.id
         self.log = events_log
         self._logs = logs
         self._grace_s = grace_s
-        # None once the first event is in the log; the error when the job failed before it.
-        self.first: asyncio.Future[DragomanError | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        # None once the first event is in the log; the failure when the job failed before it.
+        self.first: asyncio.Future[Failed | None] = asyncio.get_running_loop().create_future()
         self.listeners = 0
         self._grace: asyncio.TimerHandle | None = None
         self._checking: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        # True while events that have their ids are written to the log: a cancel then would
-        # leave them out, and the next event's id after a gap (a log in Redis, whose writes
-        # take a round trip). An abort waits for the write to end: the run checks after each.
-        self._writing = False
 
     def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self._run(), name=f"dragoman-resumable-{self.id}")
@@ -48,10 +44,9 @@ class ResumableRun:
         return self._task
 
     def abort(self, error: DragomanError) -> None:
-        if self._task is not None and not self._task.done():
-            self.job.abort(error)
-            if not self._writing:
-                self._task.cancel()
+        # The job ends itself with `error` as its final event, which goes into the log like
+        # any other: a write in progress is never cut (its events keep their ids).
+        self.job.abort(error)
 
     async def ended(self) -> None:
         if self._task is not None:
@@ -101,76 +96,46 @@ class ResumableRun:
     # The job.
 
     async def _run(self) -> None:
-        encoder = JsonEventEncoder()
-        events = self.job.events()
+        wire = V1Wire()
         started = False
         try:
-            async for event in events:
-                if isinstance(event, Failed):
-                    if started:
-                        await self._append([encoder.event("error", event.error.body())], True)
-                    else:
-                        await self._failed_before_start(event.error)
-                    return
-                if isinstance(event, Queued) and event.position <= 0:
-                    continue
-                out: list[bytes] = []
-                if not started:
-                    record = self.job.record
-                    start = {"id": record.id, "provider": record.provider, "model": record.model}
-                    out.append(encoder.event("start", start))
-                if type(event) is list:
-                    out += [encoder.delta(piece) for piece in event]
-                elif isinstance(event, Queued):
-                    out.append(encoder.event("queued", {"position": event.position}))
-                elif isinstance(event, Finished):
-                    out.append(encoder.event("done", event.record.public()))
-                    await self._append(out, True)
-                    return
-                await self._append(out, False)
-                if self.job.abort_error is not None:
-                    # Stopped while the log was written: a cancel that the log's client took
-                    # for itself must still stop the run.
-                    raise asyncio.CancelledError()
-                if not started:
-                    started = True
-                    self.first.set_result(None)
-        except asyncio.CancelledError:
-            error = await self.job.unwind(events)
-            if error is None:
-                raise
-            if started:
-                await self._append([encoder.event("error", error.body())], True)
-            else:
-                await self._failed_before_start(error)
+            async with aclosing(self.job.events()) as events:
+                async for event in events:
+                    if type(event) is Failed and not started:
+                        await self._failed_before_start(event)
+                        return
+                    frames = wire.frames(event)
+                    final = is_final(event)
+                    if not frames and not final:
+                        continue
+                    await self._append(frames, final)
+                    if not started:
+                        started = True
+                        self.first.set_result(None)
+                    if final:
+                        return
         except Exception:  # the log could not be written
             log.exception("resumable_run_failed", id=self.id)
             error = DragomanError()
-            self.job.abort(error)
-            await events.aclose()
             with contextlib.suppress(Exception):
                 if started:
-                    await self._append([encoder.event("error", error.body())], True)
+                    await self._append([wire.failure(error)], True)
                 else:
-                    await self._failed_before_start(error)
+                    await self._failed_before_start(Failed(error))
         finally:
             if self._grace is not None:
                 self._grace.cancel()
             if not self.first.done():
-                self.first.set_result(DragomanError())
+                self.first.set_result(Failed(DragomanError()))
 
     async def _append(self, events: list[bytes], end: bool) -> None:
-        self._writing = True
-        try:
-            await self.log.append(events, end=end)
-            if end:
-                await self._logs.finished(self.id)
-        finally:
-            self._writing = False
+        await self.log.append(events, end=end)
+        if end:
+            await self._logs.finished(self.id)
 
-    async def _failed_before_start(self, error: DragomanError) -> None:
+    async def _failed_before_start(self, failed: Failed) -> None:
         if not self.first.done():
-            self.first.set_result(error)
+            self.first.set_result(failed)
         # Its `POST` answers the error as a status; a listener that came early just ends.
         await self.log.append([], end=True)
         await self._logs.discard(self.id)

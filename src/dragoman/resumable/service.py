@@ -15,9 +15,9 @@ import contextlib
 import redis.asyncio as redis
 import structlog
 
-from dragoman.api.streaming import StreamRegistry
 from dragoman.config import Settings
 from dragoman.errors import Stopped
+from dragoman.registry import StreamRegistry
 from dragoman.resumable.log import EventLogs
 from dragoman.resumable.memory_log import MemoryEventLogs
 from dragoman.resumable.redis_log import (
@@ -106,7 +106,7 @@ class Resumption:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_CANCEL_WAIT_S):
                 await target.ended()
-        return target.job.record.status
+        return target.record.status
 
     async def publish_cancel(self, translation_id: str) -> bool:
         """Ask the other processes; False when there is no channel to ask on."""

@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dragoman.errors import UpstreamError
-from dragoman.providers.base import Usage
 from dragoman.providers.chat_stream import (
     ChatStreamParser,
     EndedEarly,
     MalformedStream,
     UpstreamReportedError,
 )
+from dragoman.records.record import Usage
 
 
 def _chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> bytes:

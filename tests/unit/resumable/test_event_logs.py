@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as redis
@@ -34,14 +34,34 @@ def _event(n: int) -> bytes:
 
 
 async def _collect(
-    logs: EventLogs, translation_id: str, after: int, idle_s: float = 0.05
+    logs: EventLogs,
+    translation_id: str,
+    after: int,
+    idle_s: float = 0.05,
+    heard: list[str] | None = None,
 ) -> list[bytes]:
+    """Follow a log to its end; `heard` gets the id once the backlog has arrived."""
     log = await logs.open(translation_id)
     assert log is not None
     out: list[bytes] = []
     async for batch in log.follow(after, idle_s=idle_s):
         out += batch
+        if heard is not None and batch:
+            heard.append(translation_id)
+            heard = None
     return out
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    """Wait for `condition`; the time limit only bounds a failing test."""
+    async with asyncio.timeout(seconds):
+        while not await condition():  # noqa: ASYNC110 (the condition is in Redis: polled)
+            await asyncio.sleep(0.02)
+
+
+async def _blocked_clients(client: redis.Redis) -> int:
+    """Connections of this Redis that wait in a blocking command (`XREAD BLOCK`)."""
+    return sum("b" in entry["flags"] for entry in await client.client_list())
 
 
 def test_resumable_ids_are_marked_and_fit_the_id_column() -> None:
@@ -144,8 +164,8 @@ async def test_a_thousand_translations_and_remote_listeners_share_the_redis_conn
     holds: every event lands, every listener gets them all."""
     if not REDIS_URL:
         pytest.skip("DRAGOMAN_TEST_REDIS_URL is not set")
-    from dragoman.api.streaming import StreamRegistry
     from dragoman.config import Settings
+    from dragoman.registry import StreamRegistry
     from dragoman.resumable.service import Resumption
 
     settings = Settings(_env_file=None, redis_url=REDIS_URL)  # type: ignore[call-arg]
@@ -156,11 +176,18 @@ async def test_a_thousand_translations_and_remote_listeners_share_the_redis_conn
     runs = [logs.create(translation_id) for translation_id in ids]
     try:
         await asyncio.gather(*(run.append([_event(0)]) for run in runs))
+        watcher = redis.Redis.from_url(REDIS_URL)
+        before = await _blocked_clients(watcher)
         listeners = [
             asyncio.create_task(_collect(elsewhere.logs, i, after=-1, idle_s=5))
             for i in ids[: POOL_SIZE + 100]
         ]
-        await asyncio.sleep(0.5)  # the listeners are blocked in XREAD, holding connections
+
+        async def all_blocked() -> bool:  # the listeners wait in XREAD, holding connections
+            return await _blocked_clients(watcher) >= before + POOL_SIZE + 100
+
+        await _until(all_blocked)
+        await watcher.aclose()
         await asyncio.gather(*(run.append([_event(1)], end=True) for run in runs))
         for heard in await asyncio.gather(*listeners):
             assert heard == [_event(0), _event(1)]
@@ -185,8 +212,15 @@ async def test_more_local_followers_than_the_redis_pool_holds_all_follow_to_the_
         for log in written:
             await log.append([_event(0)])
         # Waiting up to 5 s for news: in `XREAD BLOCK`, each would hold a connection as long.
-        followers = [asyncio.create_task(_collect(logs, i, after=-1, idle_s=5)) for i in ids]
-        await asyncio.sleep(0.5)  # every follower is waiting for news
+        heard: list[str] = []
+        followers = [
+            asyncio.create_task(_collect(logs, i, after=-1, idle_s=5, heard=heard)) for i in ids
+        ]
+
+        async def all_heard() -> bool:  # then each one waits for news
+            return len(heard) == len(ids)
+
+        await _until(all_heard)
         assert await asyncio.wait_for(client.ping(), 1)
         for log in written:
             await log.append([_event(1)], end=True)

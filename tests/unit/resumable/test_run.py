@@ -5,32 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
-from typing import Any, cast
+from pathlib import Path
+from typing import cast
 
-from dragoman.errors import DragomanError, Stopped
+from dragoman.errors import Stopped
 from dragoman.resumable.log import EventLogs
 from dragoman.resumable.run import ResumableRun
-from dragoman.service import Job
-
-
-class _Job:
-    """Just what a run uses of a job: pieces come when the test puts them."""
-
-    def __init__(self) -> None:
-        self.record = SimpleNamespace(id="rtest", provider="openai", model="fake-model")
-        self.abort_error: DragomanError | None = None
-        self.final: asyncio.Future[None] | None = None
-        self.pieces: asyncio.Queue[str] = asyncio.Queue()
-
-    def abort(self, error: DragomanError) -> None:
-        self.abort_error = error
-
-    unwind = Job.unwind  # the real unwinding: it needs only `abort_error` and `final`
-
-    async def events(self) -> AsyncIterator[Any]:
-        while True:
-            yield [await self.pieces.get()]
+from dragoman.service import TranslationRequest
+from tests.unit.fakes import FedProvider, open_store, translator
 
 
 class _SlowLog:
@@ -60,13 +42,17 @@ class _Logs:
         return None
 
 
-async def test_a_stop_during_a_write_leaves_no_gap_in_the_event_ids() -> None:
-    job, log = _Job(), _SlowLog()
-    run = ResumableRun(cast(Job, job), log, cast(EventLogs, _Logs()), grace_s=60)
+async def test_a_stop_during_a_write_leaves_no_gap_in_the_event_ids(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    provider = FedProvider()
+    job = await translator(store, provider).submit(TranslationRequest("a b", "fr"))
+    upstream = provider.streams[0]
+    log = _SlowLog()
+    run = ResumableRun(job, log, cast(EventLogs, _Logs()), grace_s=60)
     run.start()
-    job.pieces.put_nowait("a ")
+    upstream.put(["a "])
     assert await run.first is None
-    job.pieces.put_nowait("b ")
+    upstream.put(["b "])
     await asyncio.wait_for(log.writing.wait(), 5)  # the event of "b " is being written
     run.abort(Stopped())
     await asyncio.wait_for(run.ended(), 5)
@@ -75,3 +61,4 @@ async def test_a_stop_during_a_write_leaves_no_gap_in_the_event_ids() -> None:
     assert ids == list(range(len(log.entries)))
     assert names == [b"start", b"delta", b"delta", b"error"]
     assert b'"cancelled"' in log.entries[-1]
+    await store.aclose()

@@ -12,9 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dragoman.errors import DatabaseUnavailable, InvalidRequest, NotFound
 from dragoman.languages import LanguageCatalog
-from dragoman.records.scripts import GlossaryEntry, ScriptStore
 from dragoman.records.store import Owner
-from dragoman.subtitle_files import render
+from dragoman.scripts.files import render
+from dragoman.scripts.store import GlossaryEntry, ScriptStore
 
 EXPORT_MEDIA_TYPES = {
     "txt": "text/plain; charset=utf-8",

@@ -15,7 +15,7 @@ from webvtt.errors import MalformedFileError
 from webvtt.models import Caption, Timestamp
 
 from dragoman.errors import InvalidRequest
-from dragoman.records.scripts import Cue
+from dragoman.scripts.store import Cue
 
 SubtitleFormat = Literal["srt", "vtt"]
 # A blank line ends a cue in both formats: a translation must not contain one.
