@@ -19,6 +19,7 @@ from dragoman.api import libretranslate
 from dragoman.api.body_limit import BodyLimit
 from dragoman.api.docs import install_offline_docs
 from dragoman.api.errors import install_error_handlers
+from dragoman.api.live_routes import router as live_router
 from dragoman.api.openapi_security import document_bearer_keys
 from dragoman.api.request_metrics import RequestMetrics
 from dragoman.api.require_key import RequireKey
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(resume_router)
+    app.include_router(live_router)
     document_bearer_keys(app)
     app.include_router(libretranslate.router)
     # Pure ASGI middleware only (BaseHTTPMiddleware would hide a stream's disconnect). The

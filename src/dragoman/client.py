@@ -74,6 +74,7 @@ class TranslationRecord(TypedDict):
     key_id: str | None
     segment_index: int | None
     glossary_misses: list[str] | None
+    revisions: int | None
 
 
 class GlossaryEntry(TypedDict):

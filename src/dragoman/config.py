@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     # Scripts: a segment's recurring terms are kept as the script's earlier segments always
     # rendered them (`scripts/memory.py`); needs context_segments > 0.
     term_memory: bool = True
+    # Live sessions (`live/`): languages a session may be translated into at once, minutes
+    # of silence after which it closes by itself, segments a new listener gets first, and
+    # earlier segments translated into a language when its first listener picks it.
+    live_max_langs: int = Field(default=10, ge=1, le=100)
+    live_idle_s: float = Field(default=3600.0, gt=0)
+    live_replay: int = Field(default=20, ge=0, le=1000)
+    live_catch_up: int = Field(default=3, ge=0, le=100)
+    # Events a listener may fall behind by before its stream ends (`listener_too_slow`).
+    live_listener_buffer: int = Field(default=2000, ge=10)
+    # Where listeners reach this service (`https://translate.example.org`), for the QR codes
+    # and the URLs the CLI prints; unset: the address the request came to.
+    public_url: str | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -85,6 +97,7 @@ class Settings(BaseSettings):
         "auth",
         "redis_url",
         "metrics_token",
+        "public_url",
         mode="before",
     )
     @classmethod

@@ -158,3 +158,24 @@ class ResumeExpired(DragomanError):
     code = "resume_expired"
     status = 410
     default_message = "This translation's events are no longer kept; its record still is."
+
+
+class SessionClosed(DragomanError):
+    code = "session_closed"
+    status = 409
+    default_message = "This live session is closed."
+
+
+class TooManyLanguages(DragomanError):
+    code = "too_many_languages"
+    status = 409
+    default_message = "This live session is translated into as many languages as it may be."
+
+
+class AlreadyTranslated(DragomanError):
+    """Internal: a live segment's translation into this language exists already (another
+    process took it)."""
+
+    code = "already_translated"
+    status = 409
+    default_message = "This segment is translated into this language already."

@@ -95,6 +95,54 @@ class SubtitlesDone:
         return {"script_id": self.script_id, "format": self.format, "content": self.content}
 
 
+# Live sessions (`live/`): the events of one session in one language, each with the
+# segment's index in the script.
+@dataclass(frozen=True, slots=True)
+class LiveSegment:
+    """A segment's source text (`final` False while it is a partial guess)."""
+
+    index: int
+    text: str
+    final: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDelta:
+    index: int
+    pieces: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """The whole current translation of an unfinished segment, replacing what was shown."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDone:
+    index: int
+    translation: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveError:
+    """One segment's translation failed (`index`), or, without one, the listener's stream
+    ends."""
+
+    error: DragomanError
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    reason: str  # "closed" | "idle"
+
+
+LiveEvent = LiveSegment | LiveDelta | Revision | LiveDone | LiveError | Closed
+
 Event = (
     Started
     | Queued
@@ -106,6 +154,12 @@ Event = (
     | CueDelta
     | CueDone
     | SubtitlesDone
+    | LiveSegment
+    | LiveDelta
+    | Revision
+    | LiveDone
+    | LiveError
+    | Closed
 )
 
 # Events that end a stream: nothing follows them.

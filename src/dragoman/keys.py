@@ -91,6 +91,14 @@ class KeyStore:
             rows = (await conn.execute(select(_table).order_by(_table.c.created_at))).mappings()
             return [_key(row) for row in rows]
 
+    async def get(self, key_id: str) -> ApiKey | None:
+        """The live key with this id, or None (unknown or revoked)."""
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(select(_table).where(_table.c.id == key_id))).mappings().first()
+            )
+        return _key(row) if row is not None and row["revoked_at"] is None else None
+
     async def revoke(self, key_id: str) -> bool:
         """False when there is no such key; revoking a revoked key keeps its first date."""
         async with self.engine.begin() as conn:

@@ -43,6 +43,22 @@ QUEUE_DEPTH = Gauge(
 ENGINE_RESTARTS = Counter(
     "dragoman_engine_restarts_total", "Times the embedded engine's process was restarted."
 )
+LIVE_LISTENERS = Gauge(
+    "dragoman_live_listeners",
+    "Listeners of live sessions now, by language.",
+    ["lang"],
+    multiprocess_mode="livesum",
+)
+LIVE_DELIVERY = Histogram(
+    "dragoman_live_delivery_seconds",
+    "Time from a piece leaving the upstream to its write to a live listener.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
+)
+LIVE_TRANSLATIONS = Counter(
+    "dragoman_live_translations_total",
+    "Translations of live segments (each segment once per language), by outcome.",
+    ["outcome"],
+)
 
 
 def request_answered(endpoint: str, status: int) -> None:
@@ -73,6 +89,23 @@ def set_queue_depth(depth: int) -> None:
 def engine_restarted() -> None:
     """For the embedded engine: its process was started again."""
     ENGINE_RESTARTS.inc()
+
+
+def live_listener_joined(lang: str) -> None:
+    LIVE_LISTENERS.labels(lang).inc()
+
+
+def live_listener_left(lang: str) -> None:
+    LIVE_LISTENERS.labels(lang).dec()
+
+
+def live_delivered(seconds: float) -> None:
+    LIVE_DELIVERY.observe(seconds)
+
+
+def live_translated(outcome: str) -> None:
+    """A live segment's translation ended: `succeeded`, `failed` or `cancelled`."""
+    LIVE_TRANSLATIONS.labels(outcome).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -5,8 +5,8 @@ Three ways to open it:
 
 - `"server"`: migrations (and records a dead process left `streaming` finished as
   `interrupted`), unless `dragoman serve` did that already for all its workers; the per-key
-  limits when keys are on; resumable runs and cancel requests; the provider started in the
-  background (`/readyz` says when it is ready);
+  limits when keys are on; resumable runs and cancel requests; live sessions; the provider
+  started in the background (`/readyz` says when it is ready);
 - `"translate"`: migrations only (a record left `streaming` may belong to a running server), the
   provider started and awaited before the first translation;
 - `"records"`: migrations only, no provider: keys, history, export.
@@ -28,6 +28,8 @@ from dragoman.config import Settings
 from dragoman.errors import DatabaseUnavailable, InvalidRequest, ShuttingDown
 from dragoman.keys import KeyStore
 from dragoman.languages import GENERAL_LANGUAGES, LanguageCatalog, LanguageDetector
+from dragoman.live.service import Live
+from dragoman.live.store import SessionStore
 from dragoman.providers.base import Provider
 from dragoman.providers.factory import make_provider
 from dragoman.quotas import Quotas
@@ -80,6 +82,17 @@ class Runtime:
         )
         self.scripts = Scripts(script_store, languages)
         self._resumption = Resumption(settings, self.registry) if mode == "server" else None
+        self._live = (
+            Live(
+                settings,
+                self._translator,
+                SessionStore(self.store.engine),
+                self.keys,
+                self.registry,
+            )
+            if mode == "server" and self._translator is not None
+            else None
+        )
         self._background: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -116,6 +129,11 @@ class Runtime:
         return self._translator
 
     @property
+    def live(self) -> Live:
+        assert self._live is not None, "only the server runs live sessions"
+        return self._live
+
+    @property
     def resumption(self) -> Resumption:
         assert self._resumption is not None, "only the server resumes translations"
         return self._resumption
@@ -137,6 +155,8 @@ class Runtime:
             self.quotas.start()
         if self._resumption is not None:
             await self._resumption.start()
+        if self._live is not None:
+            await self._live.start()
         if self.mode == "server":
             self._background = [
                 asyncio.create_task(_start_provider(self.provider)),
@@ -165,6 +185,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self.registry.abort_all(ShuttingDown())
+        if self._live is not None:
+            await self._live.aclose()
         if self._resumption is not None:
             await asyncio.gather(*[run.ended() for run in list(self._resumption.runs.values())])
             await self._resumption.aclose()

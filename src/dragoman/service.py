@@ -27,6 +27,7 @@ from dragoman import metrics
 from dragoman.admission import Admission
 from dragoman.config import Settings
 from dragoman.errors import (
+    AlreadyTranslated,
     DatabaseUnavailable,
     DragomanError,
     InvalidRequest,
@@ -84,6 +85,10 @@ class TranslationRequest:
     # glossary in the prompt. `cue`: its place in a subtitle file.
     segment: bool = False
     cue: Cue | None = None
+    # A live session's segment: the index the session gave it, and the partial translations
+    # its listeners were shown before (the record counts them).
+    segment_index: int | None = None
+    revisions: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +222,7 @@ class Translator:
             provider=self.provider.name,
             model=self.provider.model,
             key_id=request.key.id if request.key is not None else None,
+            revisions=request.revisions,
         )
         if request.record_id is not None:
             record.id = request.record_id
@@ -230,10 +236,12 @@ class Translator:
             # Written before the first token, unlike other records: the index is the database's
             # to give, and the segment's `done` carries it.
             try:
-                await self.scripts.create_segment(record, request.cue)
+                await self.scripts.create_segment(record, request.cue, request.segment_index)
             except BaseException as exc:
                 await _close(pieces)
                 admission.release()
+                if isinstance(exc, AlreadyTranslated):
+                    raise
                 if isinstance(exc, Exception):
                     log.error(
                         "segment_create_failed", error=type(exc).__name__, detail=str(exc)[:300]

@@ -28,6 +28,7 @@ import orjson
 from dragoman.errors import DragomanError
 from dragoman.events import (
     FINAL,
+    Closed,
     CueDelta,
     CueDone,
     Delta,
@@ -35,7 +36,12 @@ from dragoman.events import (
     Event,
     Failed,
     Frames,
+    LiveDelta,
+    LiveDone,
+    LiveError,
+    LiveSegment,
     Queued,
+    Revision,
     Started,
     SubtitlesDone,
     SubtitlesStarted,
@@ -67,8 +73,16 @@ def json_bytes(data: Any) -> bytes:
     return out
 
 
-def frame(event_id: int, name: str, data: Any) -> bytes:
-    """One v1 event: `id:`, `event:` and JSON `data:`."""
+def encoded_frame(event_id: int, name: str, data: bytes) -> bytes:
+    """One v1 event whose data is JSON already encoded by `json_bytes`."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, name.encode(), data)
+
+
+def frame(event_id: int | None, name: str, data: Any) -> bytes:
+    """One v1 event: `id:` (none for an event outside the stream's numbering), `event:` and
+    JSON `data:`."""
+    if event_id is None:
+        return b"event: %s\ndata: %s\n\n" % (name.encode(), json_bytes(data))
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, name.encode(), json_bytes(data))
 
 
@@ -99,6 +113,17 @@ _V1: dict[type, Callable[[Any], list[tuple[str, Any]]]] = {
         ("cue", {"index": e.index, "start": e.start, "end": e.end, "text": e.text})
     ],
     SubtitlesDone: lambda e: [("done", e.public())],
+    LiveSegment: lambda e: [("segment", {"index": e.index, "text": e.text, "final": e.final})],
+    LiveDelta: lambda e: [("delta", {"index": e.index, "text": piece}) for piece in e.pieces],
+    Revision: lambda e: [("revision", {"index": e.index, "text": e.text})],
+    LiveDone: lambda e: [("done", {"index": e.index, "translation": e.translation, "id": e.id})],
+    LiveError: lambda e: [
+        (
+            "error",
+            {"error": e.error.body()["error"]} | ({} if e.index is None else {"index": e.index}),
+        )
+    ],
+    Closed: lambda e: [("closed", {"reason": e.reason})],
 }
 
 

@@ -29,8 +29,9 @@ PUBLIC_GET = frozenset(
 )
 # `/metrics` has its own token (DRAGOMAN_METRICS_TOKEN).
 PUBLIC_ANY = frozenset({"/metrics"})
-# Swagger UI's own scripts and styles, which the public /docs page loads.
-PUBLIC_GET_PREFIX = "/docs-assets/"
+# Swagger UI's own scripts and styles, which the public /docs page loads; and what live
+# sessions' listeners read (their join code is their ticket).
+PUBLIC_GET_PREFIXES = ("/docs-assets/", "/live/", "/v1/live/")
 # The LibreTranslate API takes its key from the body too (`api_key`) and answers a missing one
 # in its own shape (403): its routes check the key themselves.
 OWN_KEY_CHECK_PREFIX = "/libretranslate/"
@@ -64,7 +65,7 @@ class RequireKey:
             or path in PUBLIC_ANY
             or (
                 scope["method"] in ("GET", "HEAD")
-                and (path in PUBLIC_GET or path.startswith(PUBLIC_GET_PREFIX))
+                and (path in PUBLIC_GET or path.startswith(PUBLIC_GET_PREFIXES))
             )
             or path.startswith(OWN_KEY_CHECK_PREFIX)
         ):

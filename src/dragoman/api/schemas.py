@@ -148,6 +148,10 @@ class TranslationPublic(BaseModel):
         description="Source terms of the glossary entries that applied but whose target term "
         "is not in the translation (`null` when no entry applied)."
     )
+    revisions: int | None = Field(
+        description="Live sessions: partial translations shown before this final one "
+        "(`null` outside live sessions)."
+    )
 
 
 class TranslationPage(BaseModel):
@@ -167,3 +171,59 @@ class LanguagesOut(BaseModel):
 class CancelOut(BaseModel):
     id: str
     status: str
+
+
+class LiveCreate(BaseModel):
+    """Body of `POST /v1/live`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    script_id: ScriptId | None = Field(
+        default=None, description="The script the segments go to; a new one when absent."
+    )
+    source_lang: StrictStr | None = Field(default=None, examples=["en", "auto"])
+    target_langs: list[StrictStr] = Field(
+        default_factory=list,
+        examples=[["ko", "ja"]],
+        description="Languages to translate into whether or not anyone listens in them.",
+    )
+    title: StrictStr | None = Field(default=None, max_length=200)
+
+
+class LiveSessionOut(BaseModel):
+    session_id: str = Field(description="The speaker's handle: keep it private.")
+    join_code: str = Field(description="The listeners' ticket.")
+    script_id: str
+    viewer_url: str
+    title: str | None
+    source_lang: str | None
+    target_langs: list[str]
+    status: str
+    created_at: str
+
+
+class LiveSegmentIn(BaseModel):
+    """Body of `POST /v1/live/{session_id}/segments`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: StrictStr
+    final: StrictBool = Field(
+        default=True,
+        description="`false`: the current guess of the segment being spoken (it replaces the "
+        "previous one); `true`: the segment's final text.",
+    )
+
+
+class LiveSegmentOut(BaseModel):
+    segment_index: int
+    languages: list[str]
+
+
+class LiveInfoOut(BaseModel):
+    title: str | None
+    source_lang: str | None
+    languages: list[str]
+    status: str
+    segments: int
+    listeners: dict[str, int] = Field(description="Listeners now, per language.")

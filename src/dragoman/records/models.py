@@ -38,6 +38,8 @@ class TranslationRow(Base):
     # Script segments only: their order per script, target language and key.
     segment_index: Mapped[int | None] = mapped_column(Integer)
     glossary_misses: Mapped[list[str] | None] = mapped_column(JSON)
+    # Live sessions: partial translations shown before this final one (null elsewhere).
+    revisions: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_translations_created", "created_at", "id"),
@@ -55,6 +57,49 @@ class TranslationRow(Base):
             unique=True,
         ),
     )
+
+
+class LiveSessionRow(Base):
+    """A live session: a speaker's script, followed by listeners with its join code."""
+
+    __tablename__ = "live_sessions"
+
+    # The speaker's handle (kept private); the join code is the listeners'.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    join_code: Mapped[str] = mapped_column(String(16), unique=True)
+    script_id: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str | None] = mapped_column(Text)
+    source_lang: Mapped[str | None] = mapped_column(String(64))
+    target_langs: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # open | closed
+    close_reason: Mapped[str | None] = mapped_column(String(16))  # closed | idle
+    # The script's segment index of the session's first segment, and how many it has taken
+    # (the next one is first_index + segments).
+    first_index: Mapped[int] = mapped_column(Integer)
+    segments: Mapped[int] = mapped_column(Integer)
+    # The segment still being spoken (partial text): its index and its latest guess.
+    open_index: Mapped[int | None] = mapped_column(Integer)
+    open_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(32))
+    # The last segment (or the creation): a session idle for DRAGOMAN_LIVE_IDLE_S closes.
+    active_at: Mapped[str] = mapped_column(String(32))
+    closed_at: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_live_sessions_open", "status", "active_at"),)
+
+
+class LiveSegmentRow(Base):
+    """A live session's segment as spoken: the source text of its translations."""
+
+    __tablename__ = "live_segments"
+
+    session_id: Mapped[str] = mapped_column(String(32))
+    segment_index: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (PrimaryKeyConstraint("session_id", "segment_index"),)
 
 
 class ApiKeyRow(Base):

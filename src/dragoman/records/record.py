@@ -46,6 +46,7 @@ class Record:
     key_id: str | None = None
     segment_index: int | None = None
     glossary_misses: list[str] | None = None
+    revisions: int | None = None
 
     def row(self) -> dict[str, Any]:
         """The table row: every column of `TranslationRow`, by the attribute of the same name

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dragoman.errors import AlreadyTranslated
 from dragoman.records.models import GlossaryRow, SubtitleCueRow, TranslationRow
 from dragoman.records.record import Record, now_rfc3339, public_from_row
 from dragoman.records.store import ANYONE, Owner
@@ -70,24 +71,31 @@ class ScriptStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create_segment(self, record: Record, cue: Cue | None = None) -> None:
+    async def create_segment(
+        self, record: Record, cue: Cue | None = None, index: int | None = None
+    ) -> None:
         """Insert a segment's record (status `streaming`) with the next free `segment_index`
-        of its script, target language and key; set that index on `record`."""
+        of its script, target language and key, or with `index` (a live session numbers its
+        own: `AlreadyTranslated` when that index is taken); set the index on `record`."""
         assert record.script_id is not None
         c = _records.c
-        scope = _segment_scope(record.script_id, record.target_lang, record.key_id)
-        next_index = (
-            select(func.coalesce(func.max(c.segment_index) + 1, 0)).where(scope).scalar_subquery()
-        )
         values = record.row()
-        values["segment_index"] = next_index
+        if index is None:
+            scope = _segment_scope(record.script_id, record.target_lang, record.key_id)
+            values["segment_index"] = (
+                select(func.coalesce(func.max(c.segment_index) + 1, 0))
+                .where(scope)
+                .scalar_subquery()
+            )
+        else:
+            values["segment_index"] = index
         for attempt in range(_INDEX_ATTEMPTS):
             try:
                 async with self.engine.begin() as conn:
                     # One statement computes and takes the index: on SQLite it holds the write
                     # lock throughout; elsewhere a concurrent taker trips the unique index.
                     await conn.execute(insert(_records).values(values))
-                    index = (
+                    taken = (
                         await conn.execute(select(c.segment_index).where(c.id == record.id))
                     ).scalar_one()
                     if cue is not None:
@@ -100,11 +108,13 @@ class ScriptStore:
                             )
                         )
             except IntegrityError as exc:
+                if index is not None:
+                    raise AlreadyTranslated() from exc
                 if attempt == _INDEX_ATTEMPTS - 1:
                     raise
                 log.info("segment_index_retry", attempt=attempt, error=type(exc).__name__)
                 continue
-            record.segment_index = int(index)
+            record.segment_index = int(taken)
             return
 
     async def context(

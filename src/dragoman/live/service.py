@@ -1,0 +1,436 @@
+"""Live sessions: one speaker, any number of listeners, each reading in their own language.
+
+A speaker opens a session for a script and sends it segments. Each segment is translated
+once into every language that has a listener (anywhere) or that the speaker listed, however
+many listen: a translation is a record of the script (with the session's segment index, the
+script's context and glossary), and its events go into the channel of that session and
+language (`channel.py`), from which every process fans them out to its own listeners
+(`fanout.py`, `listener.py`).
+
+In one process, the translations of one session into one language run one at a time, in
+order (`_Lane`), so that each has the previous one as context and its listeners read the talk
+in order. A segment whose translation into a language exists already is not translated again
+(the record's unique index says so), so two processes never both translate it.
+
+A language picked by its first listener gets the last `DRAGOMAN_LIVE_CATCH_UP` segments
+translated on demand. A session with no segment for `DRAGOMAN_LIVE_IDLE_S` closes by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as redis
+import structlog
+
+from dragoman import metrics
+from dragoman.config import Settings
+from dragoman.errors import (
+    AlreadyTranslated,
+    DragomanError,
+    InvalidRequest,
+    NotFound,
+    SessionClosed,
+    TooManyLanguages,
+)
+from dragoman.events import (
+    Closed,
+    Delta,
+    Done,
+    Failed,
+    LiveDelta,
+    LiveDone,
+    LiveError,
+    LiveEvent,
+    LiveSegment,
+)
+from dragoman.keys import ApiKey, KeyStore
+from dragoman.live.channel import Channels, MemoryChannels, RedisChannels
+from dragoman.live.codes import display, new_join_code, normalize
+from dragoman.live.fanout import Hub
+from dragoman.live.guard import CodeGuard
+from dragoman.live.listener import LiveListener
+from dragoman.live.presence import Presence
+from dragoman.live.store import Session, SessionStore
+from dragoman.registry import StreamRegistry
+from dragoman.resumable.redis_log import redis_client
+from dragoman.service import Fields, TranslationRequest, Translator
+
+log = structlog.get_logger(__name__)
+
+# Appends to a channel that fail (Redis away) are tried again for this long before the events
+# are given up: the translation waits meanwhile, and its listeners get them late, not never.
+_APPEND_RETRY_S = 60.0
+# How long a close waits for this process's translations of the session to end first.
+_CLOSE_WAIT_S = 30.0
+# Feeds of one process wait in `XREAD BLOCK`, one connection each.
+_MAX_FEEDS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    index: int
+    text: str
+    key: ApiKey | None
+
+
+class Live:
+    def __init__(
+        self,
+        settings: Settings,
+        translator: Translator,
+        sessions: SessionStore,
+        keys: KeyStore,
+        registry: StreamRegistry,
+    ) -> None:
+        self.settings = settings
+        self.translator = translator
+        self.sessions = sessions
+        self._keys = keys
+        self._registry = registry
+        self._redis: redis.Redis | None = None
+        self._reader: redis.Redis | None = None
+        self.channels: Channels
+        if settings.redis_url:
+            self._redis = redis_client(settings.redis_url)
+            self._reader = redis_client(settings.redis_url, max_connections=_MAX_FEEDS)
+            self.channels = RedisChannels(self._redis, self._reader)
+        else:
+            self.channels = MemoryChannels()
+        self.hub = Hub(self.channels)
+        self.presence = Presence(self._redis)
+        self.guard = CodeGuard(self._redis)
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.presence.start()
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="dragoman-live-idle")
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for lane in list(self._lanes.values()):
+            lane.stop()
+        await asyncio.gather(
+            *(lane.task for lane in self._lanes.values() if lane.task is not None),
+            *self._tasks,
+            *([self._sweeper] if self._sweeper is not None else []),
+            return_exceptions=True,
+        )
+        await self.hub.aclose()
+        await self.presence.aclose()
+        await self.channels.aclose()
+        for client in (self._redis, self._reader):
+            if client is not None:
+                await client.aclose()
+
+    # The speaker.
+
+    async def open(
+        self,
+        key: ApiKey | None,
+        *,
+        script_id: str | None,
+        source_lang: str | None,
+        target_langs: list[str],
+        title: str | None,
+    ) -> Session:
+        self._registry.check_open()
+        resolve = self.translator.resolve_languages
+        targets: list[str] = []
+        for i, lang in enumerate(target_langs):
+            tag, _ = resolve(lang, None, Fields(target=f"target_langs.{i}"))
+            if tag not in targets:
+                targets.append(tag)
+        if len(targets) > self.settings.live_max_langs:
+            raise InvalidRequest(
+                f"target_langs: at most {self.settings.live_max_langs} languages "
+                "(DRAGOMAN_LIVE_MAX_LANGS)."
+            )
+        source = None
+        if source_lang is not None and source_lang.strip().lower() not in ("", "auto"):
+            source = self.translator.provider.languages.resolve(source_lang, field="source_lang")
+        return await self.sessions.create(
+            join_code=new_join_code(),
+            script_id=script_id or "live-" + uuid.uuid4().hex[:16],
+            key_id=key.id if key is not None else None,
+            title=title,
+            source_lang=source,
+            target_langs=targets,
+        )
+
+    async def speaker_session(self, session_id: str, key: ApiKey | None) -> Session:
+        """The session, when this key opened it (any, when keys are off); else 404."""
+        session = await self.sessions.get(session_id) if len(session_id) <= 64 else None
+        if session is None or (key is not None and session.key_id != key.id):
+            raise NotFound("No such live session.")
+        return session
+
+    async def add_segment(
+        self, session_id: str, key: ApiKey | None, text: str
+    ) -> tuple[int, list[str]]:
+        """Take a final segment: its index, and the languages it is being translated into."""
+        self.translator.check_text(text)
+        session = await self.speaker_session(session_id, key)
+        if session.closed:
+            raise SessionClosed()
+        index = await self.sessions.add_segment(session.id, text)
+        if index is None:
+            raise SessionClosed()
+        languages = await self.languages(session)
+        for lang in languages:
+            self._lane(session, lang).put(_Work(index, text, key))
+        return index, languages
+
+    async def add_partial(
+        self, session_id: str, key: ApiKey | None, text: str
+    ) -> tuple[int, list[str]]:
+        """Take a guess of the segment being spoken: its index and languages."""
+        self.translator.check_text(text)
+        session = await self.speaker_session(session_id, key)
+        if session.closed:
+            raise SessionClosed()
+        index = await self.sessions.update_open(session.id, text)
+        if index is None:
+            raise SessionClosed()
+        return index, await self.languages(session)
+
+    async def close(self, session_id: str, key: ApiKey | None) -> Session:
+        session = await self.speaker_session(session_id, key)
+        if await self.sessions.close(session.id, "closed"):
+            await self._end(session, "closed", wait=True)
+        closed = await self.sessions.get(session.id)
+        assert closed is not None
+        return closed
+
+    # Listeners.
+
+    async def find(self, join_code: str, address: str) -> Session:
+        """The session of a join code; 404 for an unknown one, and 429 for an address that
+        asked for too many unknown ones."""
+        await self.guard.check(address)
+        code = normalize(join_code)
+        session = await self.sessions.by_code(code) if code is not None else None
+        if session is None:
+            await self.guard.missed(address)
+            raise NotFound("No live session has this code.")
+        return session
+
+    async def info(self, session: Session) -> dict[str, Any]:
+        counts = await self.presence.counts(session.id)
+        return {
+            "title": session.title,
+            "source_lang": session.source_lang,
+            "languages": await self.languages(session, counts),
+            "status": session.status,
+            "segments": session.segments - (1 if session.open_index is not None else 0),
+            "listeners": counts,
+        }
+
+    async def listen(self, session: Session, lang: str, after: int | None) -> LiveListener:
+        """A listener in `lang` (422 when the service cannot translate into it, 409 when the
+        session is translated into as many languages as it may be)."""
+        tag, _ = self.translator.resolve_languages(lang, None, Fields(target="lang"))
+        catch_up = False
+        if not session.closed:
+            active = await self.languages(session)
+            if tag not in active:
+                if len(active) >= self.settings.live_max_langs:
+                    raise TooManyLanguages()
+                catch_up = True
+        return LiveListener(
+            session,
+            tag,
+            after,
+            hub=self.hub,
+            presence=self.presence,
+            channels=self.channels,
+            replay_segments=self.settings.live_replay,
+            buffer=self.settings.live_listener_buffer,
+            catch_up=(lambda: self._spawn(self._catch_up(session, tag)))
+            if catch_up and self.settings.live_catch_up > 0
+            else None,
+        )
+
+    async def _catch_up(self, session: Session, lang: str) -> None:
+        segments = await self.sessions.recent_segments(session.id, self.settings.live_catch_up)
+        key = await self._keys.get(session.key_id) if session.key_id is not None else None
+        lane = self._lane(session, lang)
+        for index, text in segments:
+            lane.put(_Work(index, text, key))
+
+    async def languages(self, session: Session, counts: dict[str, int] | None = None) -> list[str]:
+        """The languages a segment is translated into now: the speaker's, then those that
+        have listeners, at most DRAGOMAN_LIVE_MAX_LANGS."""
+        if counts is None:
+            counts = await self.presence.counts(session.id)
+        langs = list(session.target_langs)
+        langs += sorted(lang for lang, count in counts.items() if count > 0 and lang not in langs)
+        return langs[: self.settings.live_max_langs]
+
+    # Translations.
+
+    def _lane(self, session: Session, lang: str) -> _Lane:
+        lane = self._lanes.get((session.id, lang))
+        if lane is None:
+            lane = self._lanes[(session.id, lang)] = _Lane(self, session, lang)
+        return lane
+
+    def _lane_done(self, lane: _Lane) -> None:
+        if self._lanes.get((lane.session.id, lane.lang)) is lane:
+            del self._lanes[(lane.session.id, lane.lang)]
+
+    async def append(self, session_id: str, lang: str, events: list[LiveEvent]) -> None:
+        """Append to a channel, trying again while it cannot be written."""
+        delay = 0.25
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _APPEND_RETRY_S
+        while True:
+            try:
+                await self.channels.append(session_id, lang, events)
+                return
+            except Exception as exc:
+                if loop.time() > give_up:
+                    log.error("live_events_lost", session=session_id, lang=lang, count=len(events))
+                    return
+                log.warning("live_append_failed", error=type(exc).__name__, retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
+
+    async def translate(self, session: Session, lang: str, work: _Work) -> None:
+        """One segment into one language, its events into the language's channel."""
+        request = TranslationRequest(
+            text=work.text,
+            target_lang=lang,
+            source_lang=session.source_lang,
+            script_id=session.script_id,
+            key=work.key,
+            segment=True,
+            segment_index=work.index,
+            revisions=0,
+        )
+        segment = LiveSegment(work.index, work.text)
+        try:
+            job = await self.translator.submit(request)
+        except AlreadyTranslated:
+            return  # another process translates it
+        except DragomanError as exc:
+            metrics.live_translated("failed")
+            await self.append(session.id, lang, [segment, LiveError(exc, work.index)])
+            return
+        self._registry.active.add(job)
+        try:
+            await self.append(session.id, lang, [segment])
+            async with aclosing(job.events()) as events:
+                async for event in events:
+                    if type(event) is Delta:
+                        await self.append(session.id, lang, [LiveDelta(work.index, event.pieces)])
+                    elif type(event) is Done:
+                        record = event.record
+                        done = LiveDone(work.index, record.translation, record.id)
+                        await self.append(session.id, lang, [done])
+                        metrics.live_translated("succeeded")
+                    elif type(event) is Failed:
+                        await self.append(session.id, lang, [LiveError(event.error, work.index)])
+                        metrics.live_translated("failed")
+        finally:
+            self._registry.active.discard(job)
+
+    # Ends.
+
+    async def _end(self, session: Session, reason: str, *, wait: bool) -> None:
+        """The session is closed: its channels get `closed` (after this process's
+        translations of it, when `wait`)."""
+        lanes = [lane for (sid, _), lane in self._lanes.items() if sid == session.id]
+        if wait and lanes:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_WAIT_S):
+                    await asyncio.gather(*(lane.drained() for lane in lanes))
+        langs = set(session.target_langs) | await self.channels.languages(session.id)
+        langs |= set((await self.presence.counts(session.id)).keys())
+        for lang in sorted(langs):
+            await self.append(session.id, lang, [Closed(reason)])
+        log.info("live_session_closed", session=session.id, reason=reason)
+
+    async def _sweep_idle(self) -> None:
+        every = min(30.0, self.settings.live_idle_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.live_idle_s)
+            stamp = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            try:
+                for session_id in await self.sessions.close_idle(stamp):
+                    session = await self.sessions.get(session_id)
+                    if session is not None:
+                        await self._end(session, "idle", wait=False)
+            except Exception as exc:
+                log.warning("live_idle_sweep_failed", error=type(exc).__name__)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _Lane:
+    """The translations of one session into one language in this process, one at a time."""
+
+    def __init__(self, live: Live, session: Session, lang: str) -> None:
+        self._live = live
+        self.session = session
+        self.lang = lang
+        self._queue: asyncio.Queue[_Work] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.task: asyncio.Task[None] | None = None
+
+    def put(self, work: _Work) -> None:
+        self._queue.put_nowait(work)
+        self._idle.clear()
+        if self.task is None:
+            self.task = asyncio.create_task(
+                self._run(), name=f"dragoman-live-lane-{self.session.id}-{self.lang}"
+            )
+
+    async def drained(self) -> None:
+        await self._idle.wait()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        try:
+            while not self._queue.empty():
+                work = self._queue.get_nowait()
+                try:
+                    await self._live.translate(self.session, self.lang, work)
+                except Exception:
+                    log.exception("live_translation_failed", session=self.session.id)
+        finally:
+            self._idle.set()
+            self._live._lane_done(self)
+
+
+def public(session: Session, *, viewer_base: str = "") -> dict[str, Any]:
+    """The session as the speaker sees it (`POST /v1/live`)."""
+    code = display(session.join_code)
+    return {
+        "session_id": session.id,
+        "join_code": code,
+        "script_id": session.script_id,
+        "viewer_url": f"{viewer_base}/live/{code}",
+        "title": session.title,
+        "source_lang": session.source_lang,
+        "target_langs": session.target_langs,
+        "status": session.status,
+        "created_at": session.created_at,
+    }
