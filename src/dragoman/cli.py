@@ -343,6 +343,94 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
     typer.echo(f"revoked {key_id}")
 
 
+live_app = typer.Typer(
+    help="Live sessions: one speaker, listeners each in their own language.",
+    no_args_is_help=True,
+)
+app.add_typer(live_app, name="live")
+LiveServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="DRAGOMAN_SERVER",
+        help="URL of the running dragoman service (default http://127.0.0.1:8000).",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="DRAGOMAN_API_KEY", help="The API key, when keys are on."),
+]
+
+
+@live_app.command("start")
+def live_start(
+    to: Annotated[
+        str, typer.Option("--to", help="Languages to translate into, comma-separated: ko,ja.")
+    ] = "",
+    title: Annotated[str | None, typer.Option("--title", help="What listeners see.")] = None,
+    script: Annotated[
+        str | None, typer.Option("--script", help="Script id for the segments (default: new).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--from", help="The speaker's language; detected if absent.")
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            help="Lines are a recogniser's guesses: '~ text' replaces the guess of the "
+            "utterance being spoken, '= text' (or no mark) is its final text.",
+        ),
+    ] = False,
+    keep_open: Annotated[
+        bool, typer.Option("--keep-open", help="Leave the session open at the end of input.")
+    ] = False,
+    qr: Annotated[
+        bool | None,
+        typer.Option("--qr/--no-qr", help="Print a QR code of the listeners' URL (terminal)."),
+    ] = None,
+    server: LiveServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Open a live session, print its join code and URL, and send each line of standard input
+    as a segment (pipe a speech-to-text program into it)."""
+    from dragoman.live_cli import run_start
+
+    languages = [lang.strip() for lang in to.split(",") if lang.strip()]
+    raise typer.Exit(
+        run_start(
+            to=languages,
+            title=title,
+            script_id=script,
+            source=source,
+            server=server,
+            api_key=api_key,
+            partial=partial,
+            keep_open=keep_open,
+            qr=qr,
+            lines=sys.stdin,
+        )
+    )
+
+
+@live_app.command("watch")
+def live_watch(
+    code: Annotated[str, typer.Argument(help="The session's join code.", metavar="CODE")],
+    lang: Annotated[str, typer.Option("--lang", help="The language to read it in, e.g. ko.")],
+    sources: Annotated[
+        bool, typer.Option("--sources", help="Print what was said above each translation.")
+    ] = False,
+    server: LiveServerOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Print a live session in one language as it is given, until it ends."""
+    from dragoman.live_cli import run_watch
+
+    raise typer.Exit(
+        run_watch(code=code, lang=lang, server=server, api_key=api_key, sources=sources)
+    )
+
+
 def main() -> None:
     app(prog_name="dragoman")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 from urllib.parse import quote
 
 import httpx
@@ -37,6 +37,8 @@ __all__ = [
     "GlossaryEntry",
     "InternalError",
     "InvalidRequest",
+    "LiveEvent",
+    "LiveSession",
     "NotFound",
     "NotReady",
     "QueueFull",
@@ -75,6 +77,27 @@ class TranslationRecord(TypedDict):
     segment_index: int | None
     glossary_misses: list[str] | None
     revisions: int | None
+
+
+class LiveSession(TypedDict):
+    session_id: str
+    join_code: str
+    script_id: str
+    viewer_url: str
+    title: str | None
+    source_lang: str | None
+    target_langs: list[str]
+    status: str
+    created_at: str
+
+
+class LiveEvent(NamedTuple):
+    """One event of a live session in one language: `kind` is `segment`, `delta`,
+    `revision`, `done`, `error` or `closed`; `id` its id in the session's stream."""
+
+    id: int | None
+    kind: str
+    data: dict[str, Any]
 
 
 class GlossaryEntry(TypedDict):
@@ -295,6 +318,41 @@ def _history_complete(cursor: str | None, limit: int | None, have: int) -> bool:
     return not cursor or (limit is not None and have >= limit)
 
 
+# A live listener that loses its connection (or falls behind) resumes from its last event id:
+# at once, then after longer and longer waits, and gives up after this many tries in a row.
+_LIVE_RESUMES = 10
+
+
+def _live_url(session_or_code: str, tail: str = "") -> str:
+    return f"/v1/live/{quote(session_or_code, safe='')}{tail}"
+
+
+def _live_start_body(
+    target_langs: list[str], title: str | None, script_id: str | None, source_lang: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"target_langs": target_langs}
+    for name, value in (("title", title), ("script_id", script_id), ("source_lang", source_lang)):
+        if value is not None:
+            body[name] = value
+    return body
+
+
+def _live_event(event: ServerSentEvent) -> LiveEvent:
+    return LiveEvent(int(event.id) if event.id else None, event.event, json.loads(event.data))
+
+
+def _live_resumable(event: LiveEvent) -> bool:
+    """The stream ended for this listener only: it resumes with its last id."""
+    return event.kind == "error" and "index" not in event.data
+
+
+def _live_params(lang: str, last_id: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"lang": lang}
+    if last_id is not None:
+        params["last_event_id"] = last_id
+    return params
+
+
 class _Events:
     """Turns the v1 events into pieces; keeps the final record."""
 
@@ -481,9 +539,74 @@ class Client:
             response = self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise _transport_error(self._http.base_url, exc) from exc
-        if response.status_code != 200:
+        if not response.is_success:
             raise _status_error(response)
         return response
+
+    # Live sessions.
+
+    def live_start(
+        self,
+        target_langs: list[str] | None = None,
+        *,
+        title: str | None = None,
+        script_id: str | None = None,
+        source_lang: str | None = None,
+    ) -> LiveSession:
+        """Open a live session: its `join_code` and `viewer_url` are for listeners; its
+        `session_id` is the speaker's (keep it private)."""
+        body = _live_start_body(target_langs or [], title, script_id, source_lang)
+        session: LiveSession = self._request("POST", "/v1/live", json=body)
+        return session
+
+    def live_say(self, session_id: str, text: str, *, final: bool = True) -> dict[str, Any]:
+        """The speaker's next segment (`final=False`: a guess of the one being spoken)."""
+        answer: dict[str, Any] = self._request(
+            "POST", _live_url(session_id, "/segments"), json={"text": text, "final": final}
+        )
+        return answer
+
+    def live_close(self, session_id: str) -> LiveSession:
+        session: LiveSession = self._request("POST", _live_url(session_id, "/close"))
+        return session
+
+    def live_info(self, join_code: str) -> dict[str, Any]:
+        info: dict[str, Any] = self._request("GET", _live_url(join_code))
+        return info
+
+    def live_events(
+        self, join_code: str, lang: str, *, last_event_id: int | None = None
+    ) -> Iterator[LiveEvent]:
+        """A session in one language as it is given, until it closes; a dropped connection
+        (or a listener that fell behind) resumes from its last event, missing nothing."""
+        import time
+
+        last_id, failures = last_event_id, 0
+        while True:
+            params = _live_params(lang, last_id)
+            try:
+                with connect_sse(self._http, "GET", _live_url(join_code, "/events"),
+                                 params=params) as source:  # fmt: skip
+                    if source.response.status_code != 200:
+                        source.response.read()
+                        raise _status_error(source.response)
+                    failures = 0
+                    for sse in source.iter_sse():
+                        if sse.event == "message":
+                            continue  # a keep-alive comment
+                        event = _live_event(sse)
+                        if event.id is not None:
+                            last_id = event.id
+                        if _live_resumable(event):
+                            break
+                        yield event
+                        if event.kind == "closed":
+                            return
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > _LIVE_RESUMES:
+                    raise _transport_error(self._http.base_url, exc) from exc
+                time.sleep(min(0.25 * 2**failures, 8.0))
 
 
 class AsyncClient:
@@ -650,6 +773,66 @@ class AsyncClient:
             response = await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise _transport_error(self._http.base_url, exc) from exc
-        if response.status_code != 200:
+        if not response.is_success:
             raise _status_error(response)
         return response
+
+    # Live sessions.
+
+    async def live_start(
+        self,
+        target_langs: list[str] | None = None,
+        *,
+        title: str | None = None,
+        script_id: str | None = None,
+        source_lang: str | None = None,
+    ) -> LiveSession:
+        body = _live_start_body(target_langs or [], title, script_id, source_lang)
+        session: LiveSession = await self._request("POST", "/v1/live", json=body)
+        return session
+
+    async def live_say(self, session_id: str, text: str, *, final: bool = True) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._request(
+            "POST", _live_url(session_id, "/segments"), json={"text": text, "final": final}
+        )
+        return answer
+
+    async def live_close(self, session_id: str) -> LiveSession:
+        session: LiveSession = await self._request("POST", _live_url(session_id, "/close"))
+        return session
+
+    async def live_info(self, join_code: str) -> dict[str, Any]:
+        info: dict[str, Any] = await self._request("GET", _live_url(join_code))
+        return info
+
+    async def live_events(
+        self, join_code: str, lang: str, *, last_event_id: int | None = None
+    ) -> AsyncIterator[LiveEvent]:
+        import asyncio
+
+        last_id, failures = last_event_id, 0
+        while True:
+            params = _live_params(lang, last_id)
+            try:
+                async with aconnect_sse(self._http, "GET", _live_url(join_code, "/events"),
+                                        params=params) as source:  # fmt: skip
+                    if source.response.status_code != 200:
+                        await source.response.aread()
+                        raise _status_error(source.response)
+                    failures = 0
+                    async for sse in source.aiter_sse():
+                        if sse.event == "message":
+                            continue
+                        event = _live_event(sse)
+                        if event.id is not None:
+                            last_id = event.id
+                        if _live_resumable(event):
+                            break
+                        yield event
+                        if event.kind == "closed":
+                            return
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > _LIVE_RESUMES:
+                    raise _transport_error(self._http.base_url, exc) from exc
+                await asyncio.sleep(min(0.25 * 2**failures, 8.0))

@@ -22,7 +22,7 @@ FLOORS: list[list[str]] = [
     ["subtitles", "resumable", "live"],
     ["runtime"],
     ["api", "app"],
-    ["cli", "translate_cli", "subtitles_cli", "__main__"],
+    ["cli", "translate_cli", "subtitles_cli", "live_cli", "__main__"],
 ]
 
 
