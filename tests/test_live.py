@@ -440,7 +440,7 @@ def test_the_listener_page_and_its_qr_code(server: ServerThread, client: httpx.C
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     qr = client.get(session["viewer_url"] + "/qr.svg")
     assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml"
-    assert qr.text.startswith("<svg")
+    assert qr.text.startswith("<svg") and 'xmlns="http://www.w3.org/2000/svg"' in qr.text
 
 
 def test_a_failed_segment_is_an_error_event_and_the_stream_goes_on(

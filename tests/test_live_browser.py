@@ -104,3 +104,46 @@ def test_a_desktop_listener_changes_language(
     finally:
         context.close()
         httpx.post(f"{server.url}/v1/live/{session['session_id']}/close", timeout=30)
+
+
+def test_present_opens_a_session_shows_its_code_and_sends_lines(
+    browser: Any, make_server: Callable[..., ServerThread]
+) -> None:
+    server = make_server()
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/present")
+        page.wait_for_function("document.getElementById('langs').options.length > 5")
+        page.fill("#title", "Sunday service")
+        page.select_option("#langs", ["ko", "ja"])
+        page.get_by_role("button", name="Start the session").click()
+        page.wait_for_selector("#session:not([hidden])")
+        code = page.text_content("#code") or ""
+        page.wait_for_function("document.getElementById('qr').complete")
+        assert page.evaluate("document.getElementById('qr').naturalWidth") > 0
+        assert (page.text_content("#url") or "").endswith(f"/live/{code}")
+        info = httpx.get(f"{server.url}/v1/live/{code}", timeout=30).json()
+        assert info["title"] == "Sunday service" and sorted(info["languages"]) == ["ja", "ko"]
+        # A listener appears in the counts; typed lines reach it, one segment each.
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            with client.stream("GET", f"/v1/live/{code}/events", params={"lang": "ko"}) as stream:
+                page.wait_for_function(
+                    "document.getElementById('listeners').textContent.includes('Korean: 1')"
+                )
+                page.fill("#line", "Peace be with you.")
+                page.keyboard.press("Enter")
+                page.fill("#line", "Please be seated.\nLet us begin.")
+                page.get_by_role("button", name="Send").click()
+                page.wait_for_function("document.querySelectorAll('#said li').length == 3")
+                seen = ""
+                for chunk in stream.iter_text():
+                    seen += chunk
+                    if seen.count("event: done") == 3:
+                        break
+        assert "T:Peace be with you." in seen and "T:Let us begin." in seen
+        page.get_by_role("button", name="End the session").click()
+        page.wait_for_function("document.getElementById('message').textContent.includes('ended')")
+        assert httpx.get(f"{server.url}/v1/live/{code}", timeout=30).json()["status"] == "closed"
+    finally:
+        context.close()

@@ -3,6 +3,7 @@ join code is the ticket), the listeners' page and its QR code."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,8 @@ from dragoman.wire import V1Wire
 
 router = APIRouter(tags=["Live sessions"])
 _SSE: dict[str, Any] = {"content": {"text/event-stream": {}}}
-_PAGE = Path(__file__).resolve().parent.parent / "web" / "live.html"
+_WEB = Path(__file__).resolve().parent.parent / "web"
+_PAGE = _WEB / "live.html"
 
 
 def _live(request: Request) -> Live:
@@ -146,6 +148,12 @@ async def session_events(
     return respond(runtime_of(request.app), listener, V1Wire(), gate=False)
 
 
+@router.get("/present", include_in_schema=False)
+async def present_page() -> Response:
+    """The speaker's page: open a session, show its code, URL and QR code, send lines."""
+    return FileResponse(_WEB / "present.html", media_type="text/html; charset=utf-8")
+
+
 @router.get("/live/{join_code}", include_in_schema=False)
 async def listener_page(request: Request, join_code: str) -> Response:
     try:
@@ -159,8 +167,11 @@ async def listener_page(request: Request, join_code: str) -> Response:
 async def listener_qr(request: Request, join_code: str) -> Response:
     session = await _session(request, join_code)
     url = _base_url(request) + public(session)["viewer_url"]
-    svg = segno.make(url, error="m").svg_inline(scale=8, border=2)
-    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
+    svg = io.BytesIO()
+    segno.make(url, error="m").save(svg, kind="svg", scale=8, border=2, xmldecl=False)
+    return Response(
+        svg.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"}
+    )
 
 
 _NOT_FOUND_PAGE = """<!doctype html>

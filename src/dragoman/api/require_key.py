@@ -17,6 +17,7 @@ log = structlog.get_logger(__name__)
 PUBLIC_GET = frozenset(
     {
         "/",
+        "/present",
         "/healthz",
         "/readyz",
         "/docs",
