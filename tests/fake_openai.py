@@ -19,7 +19,9 @@ by a directive inside the user's text, so that one server covers every case:
 - `[[errevent:N]]`: N pieces, then an `error` object inside the stream.
 
 In benchmark mode (`python -m tests.fake_openai`) every request streams the same pieces, and
-`POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing.
+`POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing; with `--stamp`
+each piece is instead the wall-clock time it was sent (`"1733312345.123456 "`), for measuring
+delivery delays downstream; `GET /fake/stats` answers `{"requests": N}`.
 
 Raw streams keep it cheap (it is also the benchmark's upstream) and let it see exactly when
 a client closes its connection.
@@ -32,6 +34,7 @@ import gzip
 import json
 import re
 import threading
+import time
 from typing import Any
 
 DIRECTIVE = re.compile(r"\[\[(\w+)(?::(.*))?\]\]", re.S)
@@ -53,6 +56,8 @@ class FakeOpenAI:
         self.pieces_per_request = pieces_per_request
         self.piece = piece
         self.delay_s = 0.0
+        # Benchmark mode: each piece is the time it was sent.
+        self.stamp = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -149,6 +154,10 @@ class FakeOpenAI:
             self._json(writer, 200, data)
             await writer.drain()
             return True
+        if method == "GET" and path == "/fake/stats" and self.pieces_per_request is not None:
+            self._json(writer, 200, {"requests": len(self.requests)})
+            await writer.drain()
+            return True
         if method == "POST" and path == "/fake/config" and self.pieces_per_request is not None:
             # Benchmark mode only: the benchmark changes the stream's shape between phases.
             config = json.loads(body)
@@ -162,7 +171,10 @@ class FakeOpenAI:
             await writer.drain()
             return True
         request = json.loads(body)
-        self.requests.append(request)
+        if self.pieces_per_request is not None and self.stamp:
+            self.requests.append({})  # counted, not kept: a long run sends many
+        else:
+            self.requests.append(request)
         self.request_heads.append(head_info)
         user = next(
             (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
@@ -279,6 +291,8 @@ class FakeOpenAI:
     async def _bench_stream(self, writer: asyncio.StreamWriter) -> bool:
         chunk = _delta(self.piece)
         for _ in range(self.pieces_per_request or 0):
+            if self.stamp:
+                chunk = _delta(f"{time.time():.6f} ")
             self._chunk(writer, chunk)
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
@@ -351,9 +365,11 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=283)
     parser.add_argument("--piece", default="tok ")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between pieces")
+    parser.add_argument("--stamp", action="store_true", help="each piece: the time it was sent")
     args = parser.parse_args()
     fake = FakeOpenAI(pieces_per_request=args.pieces, piece=args.piece)
     fake.delay_s = args.delay
+    fake.stamp = args.stamp
     uvloop.run(fake.serve_forever(args.port))
 
 
