@@ -81,7 +81,8 @@ _opened: list[tuple[str, str, dict[str, str]]] = []
 
 
 @pytest.fixture(autouse=True)
-def _close_sessions() -> Iterator[None]:
+def _close_sessions(make_server: Callable[..., ServerThread]) -> Iterator[None]:
+    # Set up after the servers' factory, so torn down before it: the servers stop at once.
     yield
     while _opened:
         base_url, session_id, headers = _opened.pop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -249,6 +250,26 @@ class Translator:
                     raise DatabaseUnavailable() from exc
                 raise
         return Job(record, task, pieces, state, self._context, admission, created=request.segment)
+
+    async def draft(self, task: TranslationTask) -> str:
+        """A translation that is no record and counts against no limit: a live segment's
+        partial text, shown to its listeners until the final text is translated. The same
+        timeouts as a job's bound it (`UpstreamTimeout`); other failures raise as the
+        provider raises them."""
+        state = StreamState()
+        parts: list[str] = []
+        deadline = _Deadline(self._context)
+        async with deadline, aclosing(self.provider.stream(task, state)) as pieces:  # type: ignore[type-var]
+            async for item in pieces:
+                if type(item) is Queued:
+                    if item.position <= 0 and not parts:
+                        deadline.first_token()
+                    else:
+                        deadline.pause()
+                    continue
+                parts += item  # type: ignore[arg-type]
+                deadline.idle()
+        return "".join(parts)
 
     async def aclose(self) -> None:
         await self.provider.aclose()

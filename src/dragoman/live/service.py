@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import uuid
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,7 @@ from dragoman.events import (
     LiveError,
     LiveEvent,
     LiveSegment,
+    Revision,
 )
 from dragoman.keys import ApiKey, KeyStore
 from dragoman.live.channel import Channels, MemoryChannels, RedisChannels
@@ -57,9 +58,12 @@ from dragoman.live.fanout import Hub
 from dragoman.live.guard import CodeGuard
 from dragoman.live.listener import LiveListener
 from dragoman.live.presence import Presence
+from dragoman.live.stabilise import next_shown
 from dragoman.live.store import Session, SessionStore
+from dragoman.prompts import TranslationTask
 from dragoman.registry import StreamRegistry
 from dragoman.resumable.redis_log import redis_client
+from dragoman.scripts.prompt import add_script_prompt
 from dragoman.service import Fields, TranslationRequest, Translator
 
 log = structlog.get_logger(__name__)
@@ -107,6 +111,9 @@ class Live:
         self.presence = Presence(self._redis)
         self.guard = CodeGuard(self._redis)
         self._lanes: dict[tuple[str, str], _Lane] = {}
+        # The segment being spoken, per session and language: what its drafts showed. Kept
+        # here, not in a lane: a lane ends whenever it has nothing to do.
+        self.open_segments: dict[tuple[str, str], _OpenSegment] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -193,7 +200,8 @@ class Live:
     async def add_partial(
         self, session_id: str, key: ApiKey | None, text: str
     ) -> tuple[int, list[str]]:
-        """Take a guess of the segment being spoken: its index and languages."""
+        """Take a guess of the segment being spoken (it replaces the previous guess): its
+        index, and the languages it is being drafted into."""
         self.translator.check_text(text)
         session = await self.speaker_session(session_id, key)
         if session.closed:
@@ -201,7 +209,10 @@ class Live:
         index = await self.sessions.update_open(session.id, text)
         if index is None:
             raise SessionClosed()
-        return index, await self.languages(session)
+        languages = await self.languages(session)
+        for lang in languages:
+            self._lane(session, lang).guess(_Work(index, text, key))
+        return index, languages
 
     async def close(self, session_id: str, key: ApiKey | None) -> Session:
         session = await self.speaker_session(session_id, key)
@@ -305,8 +316,12 @@ class Live:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 4.0)
 
-    async def translate(self, session: Session, lang: str, work: _Work) -> None:
-        """One segment into one language, its events into the language's channel."""
+    async def translate(
+        self, session: Session, lang: str, work: _Work, *, revisions: int | None = None
+    ) -> None:
+        """One final segment into one language, its events into the language's channel. A
+        segment whose drafts were shown (`revisions`) gets no pieces: its `done` replaces the
+        last draft at once, rather than the text restarting from nothing."""
         request = TranslationRequest(
             text=work.text,
             target_lang=lang,
@@ -315,7 +330,7 @@ class Live:
             key=work.key,
             segment=True,
             segment_index=work.index,
-            revisions=0,
+            revisions=revisions or 0,
         )
         segment = LiveSegment(work.index, work.text)
         try:
@@ -332,7 +347,10 @@ class Live:
             async with aclosing(job.events()) as events:
                 async for event in events:
                     if type(event) is Delta:
-                        await self.append(session.id, lang, [LiveDelta(work.index, event.pieces)])
+                        if revisions is None:
+                            await self.append(
+                                session.id, lang, [LiveDelta(work.index, event.pieces)]
+                            )
                     elif type(event) is Done:
                         record = event.record
                         done = LiveDone(work.index, record.translation, record.id)
@@ -344,11 +362,36 @@ class Live:
         finally:
             self._registry.active.discard(job)
 
+    async def draft_task(self, session: Session, lang: str, work: _Work) -> TranslationTask:
+        """The prompt of an open segment's drafts: as its final translation's will be (the
+        script's context and glossary), read once per segment."""
+        request = TranslationRequest(
+            text=work.text, target_lang=lang, source_lang=session.source_lang
+        )
+        task = self.translator.check(request)
+        await add_script_prompt(
+            task,
+            self.translator.scripts,
+            session.script_id,
+            work.key.id if work.key is not None else None,
+            context_segments=self.settings.context_segments,
+            term_memory=self.settings.term_memory,
+        )
+        return task
+
+    async def still_open(self, session_id: str, index: int) -> bool:
+        """Whether `index` is still the session's segment being spoken (its final text may
+        have reached another process)."""
+        session = await self.sessions.get(session_id)
+        return session is not None and not session.closed and session.open_index == index
+
     # Ends.
 
     async def _end(self, session: Session, reason: str, *, wait: bool) -> None:
         """The session is closed: its channels get `closed` (after this process's
         translations of it, when `wait`)."""
+        for key in [key for key in self.open_segments if key[0] == session.id]:
+            del self.open_segments[key]
         lanes = [lane for (sid, _), lane in self._lanes.items() if sid == session.id]
         if wait and lanes:
             with contextlib.suppress(TimeoutError):
@@ -381,7 +424,8 @@ class Live:
 
 
 class _Lane:
-    """The translations of one session into one language in this process, one at a time."""
+    """The translations of one session into one language in this process, one at a time: the
+    final segments in order, and between them drafts of the segment being spoken."""
 
     def __init__(self, live: Live, session: Session, lang: str) -> None:
         self._live = live
@@ -390,11 +434,22 @@ class _Lane:
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._news = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        # The newest guess of the segment being spoken, not drafted yet.
+        self._guess: _Work | None = None
 
     def put(self, work: _Work) -> None:
         self._queue.put_nowait(work)
+        self._wake()
+
+    def guess(self, work: _Work) -> None:
+        self._guess = work
+        self._wake()
+
+    def _wake(self) -> None:
         self._idle.clear()
+        self._news.set()
         if self.task is None:
             self.task = asyncio.create_task(
                 self._run(), name=f"dragoman-live-lane-{self.session.id}-{self.lang}"
@@ -409,15 +464,74 @@ class _Lane:
 
     async def _run(self) -> None:
         try:
-            while not self._queue.empty():
-                work = self._queue.get_nowait()
+            while not self._queue.empty() or self._guess is not None:
+                self._news.clear()
                 try:
-                    await self._live.translate(self.session, self.lang, work)
+                    if not self._queue.empty():
+                        await self._final(self._queue.get_nowait())
+                    else:
+                        await self._draft()
                 except Exception:
                     log.exception("live_translation_failed", session=self.session.id)
         finally:
             self._idle.set()
             self._live._lane_done(self)
+
+    async def _final(self, work: _Work) -> None:
+        key = (self.session.id, self.lang)
+        opened = self._live.open_segments.get(key)
+        revisions = None
+        if opened is not None and opened.index <= work.index:
+            if opened.index == work.index and opened.revisions:
+                revisions = opened.revisions
+            del self._live.open_segments[key]
+        if self._guess is not None and self._guess.index <= work.index:
+            self._guess = None
+        await self._live.translate(self.session, self.lang, work, revisions=revisions)
+
+    async def _draft(self) -> None:
+        live, settings = self._live, self._live.settings
+        assert self._guess is not None
+        key = (self.session.id, self.lang)
+        opened = live.open_segments.get(key)
+        loop = asyncio.get_running_loop()
+        if opened is not None and opened.index == self._guess.index:
+            wait = opened.last_draft + settings.live_retranslate_ms / 1000 - loop.time()
+            if wait > 0:  # not more often than DRAGOMAN_LIVE_RETRANSLATE_MS; finals first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._news.wait(), wait)
+                return
+        work, self._guess = self._guess, None
+        if opened is None or opened.index != work.index:
+            task = await live.draft_task(self.session, self.lang, work)
+            opened = live.open_segments[key] = _OpenSegment(work.index, task)
+        opened.last_draft = loop.time()
+        try:
+            draft = await live.translator.draft(replace(opened.task, text=work.text))
+        except DragomanError as exc:
+            log.info("live_draft_failed", session=self.session.id, error=exc.code)
+            return
+        shown = next_shown(
+            opened.shown, draft, self.lang, settings.live_mask_words, settings.live_keep_prefix
+        )
+        if shown is None or not await live.still_open(self.session.id, work.index):
+            return
+        opened.shown = shown
+        opened.revisions += 1
+        events: list[LiveEvent] = [
+            LiveSegment(work.index, work.text, final=False),
+            Revision(work.index, shown),
+        ]
+        await live.append(self.session.id, self.lang, events)
+
+
+@dataclass(slots=True)
+class _OpenSegment:
+    index: int
+    task: TranslationTask
+    shown: str = ""
+    revisions: int = 0
+    last_draft: float = -1e9  # when its last draft started (loop time)
 
 
 def public(session: Session, *, viewer_base: str = "") -> dict[str, Any]:

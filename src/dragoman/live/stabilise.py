@@ -1,0 +1,62 @@
+"""What listeners are shown of a segment still being spoken: re-translation, stabilised.
+
+Each guess of the recogniser is translated again whole (`Live` runs at most one such draft at a
+time per language, always of the newest guess). What is shown of a draft drops its last
+`mask` words, which are the ones most likely to change with the next guess (mask-k, as in
+Arivazhagan et al., 2020); in languages written without spaces a word counts as two
+characters. With `keep_prefix`, what was shown is never taken back before the final
+translation: a draft that does not begin with it is not shown (the text waits for the next
+draft that agrees, or for the final); without it, a draft replaces what was shown.
+
+All of this is text in, text out: no I/O.
+"""
+
+from __future__ import annotations
+
+from dragoman.languages import base_language
+
+# Languages written without spaces between words.
+UNSPACED = frozenset({"ja", "zh", "th", "lo", "km", "my", "bo"})
+# What a masked "word" is in them, in characters.
+CHARS_PER_WORD = 2
+
+
+def masked(translation: str, lang: str, mask: int) -> str:
+    """An unfinished translation without its last `mask` words."""
+    if mask <= 0:
+        return translation
+    if base_language(lang) in UNSPACED:
+        cut = len(translation.rstrip()) - mask * CHARS_PER_WORD
+        return translation[: max(cut, 0)].rstrip()
+    words = translation.split()
+    if len(words) <= mask:
+        return ""
+    kept = words[: len(words) - mask]
+    # Up to the end of the last kept word, keeping the text's own spacing.
+    end, start = 0, 0
+    for word in kept:
+        start = translation.index(word, end)
+        end = start + len(word)
+    return translation[:end]
+
+
+def next_shown(shown: str, draft: str, lang: str, mask: int, keep_prefix: bool) -> str | None:
+    """What to show after a new draft of the open segment, or None to leave it as it is."""
+    candidate = masked(draft, lang, mask)
+    if candidate == shown or not candidate:
+        return None
+    if candidate.startswith(shown):
+        return candidate  # it agrees with what was shown, and says more
+    if keep_prefix:
+        return None  # it would take back what was shown: wait for one that agrees
+    return candidate
+
+
+def erased(before: str, after: str) -> int:
+    """Characters of `before` taken back when `after` replaces it."""
+    common = 0
+    for a, b in zip(before, after, strict=False):
+        if a != b:
+            break
+        common += 1
+    return len(before) - common
