@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from dragoman.client import Client, NotFound
-from dragoman.live_cli import partial_lines
+from dragoman.live_cli import partial_lines, vosk_lines
 from tests.conftest import ServerThread
 from tests.helpers import wait_until
 
@@ -70,6 +70,41 @@ def test_recogniser_lines() -> None:
         ("the city council met", True),
         ("plain line", True),
     ]
+
+
+def test_vosk_results() -> None:
+    # As Vosk's recogniser prints them (PartialResult, then Result with word timings).
+    lines = iter([
+        '{\n', '  "partial" : "the city"\n', '}\n',
+        '{"partial" : "the city council"}\n',
+        '{"result" : [{"conf" : 1.0, "end" : 1.02, "start" : 0.51, "word" : "the"}], '
+        '"text" : "the city council met"}\n',
+        '{"partial" : ""}\n', '{"text" : ""}\n', 'LOG (VoskAPI:ReadDataFiles():model.cc:213)\n',
+    ])  # fmt: skip
+    assert list(vosk_lines(lines)) == [
+        ("the city", False),
+        ("the city council", False),
+        ("the city council met", True),
+    ]
+
+
+def test_a_piped_recogniser_with_partial_text(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(live_mask_words=0, live_retranslate_ms=0)
+    speaker = _dragoman(
+        "live", "start", "--to", "ko", "--partial", "--server", server.url, "--no-qr",
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    assert speaker.stdout is not None
+    code = speaker.stdout.readline().split(": ", 1)[1].strip()
+    watcher = _dragoman("live", "watch", code, "--lang", "ko", "--server", server.url)
+    with Client(server.url) as client:
+        assert wait_until(lambda: client.live_info(code)["listeners"] == {"ko": 1})
+    said = "~ the council\n~ the council met\n= The council met today.\n"
+    _, speaker_err = speaker.communicate(said, timeout=60)
+    assert speaker.returncode == 0, speaker_err
+    out, err = watcher.communicate(timeout=60)
+    assert out.splitlines() == ["T:The council met today."], err
+    assert "1 segments" in speaker_err
 
 
 def test_the_client_speaks_and_listens(server: ServerThread) -> None:

@@ -382,6 +382,14 @@ def live_start(
             "utterance being spoken, '= text' (or no mark) is its final text.",
         ),
     ] = False,
+    vosk: Annotated[
+        bool,
+        typer.Option(
+            "--vosk",
+            help='Lines are Vosk\'s JSON results: {"partial": ...} guesses, {"text": ...} '
+            "final texts.",
+        ),
+    ] = False,
     keep_open: Annotated[
         bool, typer.Option("--keep-open", help="Leave the session open at the end of input.")
     ] = False,
@@ -406,6 +414,7 @@ def live_start(
             server=server,
             api_key=api_key,
             partial=partial,
+            vosk=vosk,
             keep_open=keep_open,
             qr=qr,
             lines=sys.stdin,

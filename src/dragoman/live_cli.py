@@ -4,7 +4,8 @@ running service.
 `start` opens a session, prints its join code and the listeners' URL (and a QR code of it on a
 terminal), then sends each line of its standard input as a segment: a speech-to-text program
 can be piped into it. With `--partial`, lines are a recogniser's running guesses (see
-`partial_lines`). At the end of its input it closes the session.
+`partial_lines`); with `--vosk`, Vosk's JSON results (`vosk_lines`). At the end of its input it
+closes the session.
 
 `watch` prints a session in one language as it is given: on a terminal the segment being
 translated is rewritten in place as it grows; into a pipe, each segment's final translation is
@@ -60,6 +61,46 @@ def partial_lines(lines: Iterator[str]) -> Iterator[tuple[str, bool]]:
             yield text, final
 
 
+def vosk_lines(lines: Iterator[str]) -> Iterator[tuple[str, bool]]:
+    """(text, final) of Vosk's recogniser results as a program prints them: JSON objects, one
+    after the other, each on one line or pretty-printed over several (as `KaldiRecognizer`
+    returns them): `PartialResult()` `{"partial": "the city"}`, `Result()` and
+    `FinalResult()` `{"text": "the city council met"}` (with `"result"` word timings when asked
+    for). Other lines (Vosk's own log, say) and empty results are skipped."""
+    import json
+
+    buffer, depth, quoted, escaped = "", 0, False, False
+    for line in lines:
+        if depth == 0 and not line.lstrip().startswith("{"):
+            continue  # between objects: Vosk's own log, blank lines
+        buffer += line
+        for char in line:
+            if escaped:
+                escaped = False
+            elif quoted:
+                escaped, quoted = char == "\\", char != '"'
+            elif char == '"':
+                quoted = True
+            elif char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+        if depth > 0:
+            continue
+        text, buffer, depth = buffer, "", 0
+        try:
+            result = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(result, dict):
+            continue
+        partial, final = result.get("partial"), result.get("text")
+        if isinstance(partial, str) and partial.strip():
+            yield partial, False
+        elif isinstance(final, str) and final.strip():
+            yield final, True
+
+
 def run_start(
     *,
     to: list[str],
@@ -69,6 +110,7 @@ def run_start(
     server: str | None,
     api_key: str | None,
     partial: bool,
+    vosk: bool,
     keep_open: bool,
     qr: bool | None,
     lines: TextIO,
@@ -94,7 +136,12 @@ def run_start(
             out.flush()
         said = 0
         try:
-            units = partial_lines(lines) if partial else ((t, True) for t in _plain(lines))
+            if vosk:
+                units = vosk_lines(lines)
+            elif partial:
+                units = partial_lines(lines)
+            else:
+                units = ((text, True) for text in _plain(lines))
             for text, final in units:
                 answer = client.live_say(session["session_id"], text, final=final)
                 if final:
