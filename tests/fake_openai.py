@@ -21,7 +21,9 @@ by a directive inside the user's text, so that one server covers every case:
 In benchmark mode (`python -m tests.fake_openai`) every request streams the same pieces, and
 `POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing; with `--stamp`
 each piece is instead the wall-clock time it was sent (`"1733312345.123456 "`), for measuring
-delivery delays downstream; `GET /fake/stats` answers `{"requests": N}`.
+delivery delays downstream. With `--echo` it answers as in the tests (the directives, or "T:"
+and the words), each piece `--delay` seconds after the last: a deterministic model at a
+model's pace. `GET /fake/stats` answers `{"requests": N}`.
 
 Raw streams keep it cheap (it is also the benchmark's upstream) and let it see exactly when
 a client closes its connection.
@@ -154,7 +156,7 @@ class FakeOpenAI:
             self._json(writer, 200, data)
             await writer.drain()
             return True
-        if method == "GET" and path == "/fake/stats" and self.pieces_per_request is not None:
+        if method == "GET" and path == "/fake/stats":
             self._json(writer, 200, {"requests": len(self.requests)})
             await writer.drain()
             return True
@@ -284,6 +286,9 @@ class FakeOpenAI:
             return True
         for p in pieces:
             self._chunk(writer, _delta(p))
+            if self.delay_s:  # at a model's pace (`--echo --delay`)
+                await writer.drain()
+                await asyncio.sleep(self.delay_s)
         self._finish(writer, 7, len(pieces))
         await writer.drain()
         return True
@@ -366,8 +371,11 @@ def main() -> None:
     parser.add_argument("--piece", default="tok ")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between pieces")
     parser.add_argument("--stamp", action="store_true", help="each piece: the time it was sent")
+    parser.add_argument(
+        "--echo", action="store_true", help="the test suite's echo ('T:' and the words), paced"
+    )
     args = parser.parse_args()
-    fake = FakeOpenAI(pieces_per_request=args.pieces, piece=args.piece)
+    fake = FakeOpenAI(pieces_per_request=None if args.echo else args.pieces, piece=args.piece)
     fake.delay_s = args.delay
     fake.stamp = args.stamp
     uvloop.run(fake.serve_forever(args.port))
