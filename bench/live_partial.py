@@ -177,7 +177,8 @@ async def replay(base: str, segments: list[Segment], lang: str) -> dict[int, See
         seen: dict[int, Seen] = {}
         t0 = [0.0]
         listener = asyncio.create_task(_listen(base, session["join_code"], lang, t0, seen))
-        while not (await client.get(f"/v1/live/{session['join_code']}")).json()["listeners"]:
+        info = f"/v1/live/{session['join_code']}"
+        while not (await client.get(info)).json()["listeners"]:  # noqa: ASYNC110 (polled)
             await asyncio.sleep(0.05)
         path = f"/v1/live/{session['session_id']}/segments"
         for index, segment in enumerate(segments):
@@ -188,7 +189,7 @@ async def replay(base: str, segments: list[Segment], lang: str) -> dict[int, See
                     await asyncio.sleep(delay)
                 await client.post(path, json={"text": guess.text, "final": guess.final})
             # The next utterance starts once this one is translated (its times are its own).
-            while index not in seen or seen[index].final is None:
+            while index not in seen or seen[index].final is None:  # noqa: ASYNC110 (polled)
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.5)
         await client.post(f"/v1/live/{session['session_id']}/close")
