@@ -103,8 +103,28 @@ async def _listen(port: int, code: str, lang: str, heard: Heard) -> None:
         writer.close()
 
 
+def _redis_commands(port: int, reset: bool = False) -> dict[str, int]:
+    """Calls per Redis command since the last reset."""
+    import redis
+
+    client = redis.Redis(port=port)
+    try:
+        if reset:
+            client.config_resetstat()
+            return {}
+        stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    finally:
+        client.close()
+
+
 async def _phase(
-    ports: list[int], listeners: int, args: argparse.Namespace, upstream: int, pids: list[int]
+    ports: list[int],
+    listeners: int,
+    args: argparse.Namespace,
+    upstream: int,
+    pids: list[int],
+    redis_port: int,
 ) -> dict[str, Any]:
     langs = args.languages
     session = _request(ports[0], "POST", "/v1/live", {"target_langs": langs, "title": "bench"})
@@ -124,6 +144,7 @@ async def _phase(
     rss_listening = [rss_mb(pid) for pid in pids]
     requests_before = _request(upstream, "GET", "/fake/stats")["requests"]
     cpu_before = [cpu_seconds(pid) for pid in pids]
+    _redis_commands(redis_port, reset=True)
     peak = list(rss_listening)
     started = time.monotonic()
     path = f"/v1/live/{session['session_id']}/segments"
@@ -142,6 +163,7 @@ async def _phase(
         peak = [max(p, rss_mb(pid)) for p, pid in zip(peak, pids, strict=True)]
     spoken_s = time.monotonic() - started
     cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+    commands = _redis_commands(redis_port)
     await asyncio.to_thread(_request, ports[0], "POST", f"/v1/live/{session['session_id']}/close")
     await asyncio.wait(tasks, timeout=60)
     for task in tasks:
@@ -169,6 +191,7 @@ async def _phase(
         "rss_before_mb": rss_before,
         "rss_listening_mb": rss_listening,
         "rss_peak_mb": peak,
+        "redis_commands": dict(sorted(commands.items(), key=lambda kv: -kv[1])[:8]),
     }
 
 
@@ -219,7 +242,9 @@ def main() -> None:
             replicas = [start([*serve, str(port)], replica_env, port, "/readyz") for port in ports]
             procs += replicas
             pids = [proc.pid for proc in replicas]
-            rows = [uvloop.run(_phase(ports, n, args, upstream_port, pids)) for n in counts]
+            rows = [
+                uvloop.run(_phase(ports, n, args, upstream_port, pids, redis_port)) for n in counts
+            ]
         finally:
             for proc in procs:
                 proc.terminate()
@@ -251,6 +276,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"| {row['cpu_s'][0]:.1f}, {row['cpu_s'][1]:.1f} "
             f"| {per_listener[0]:.0f}, {per_listener[1]:.0f} |"
         )
+    print()
+    for row in rows:
+        print(f"Redis commands while {row['listeners']:,} listened: {row['redis_commands']}")
     last = rows[-1]
     events_per_replica = last["events_delivered"] / 2
     cpu_per_event = statistics.mean(last["cpu_s"]) / max(1.0, events_per_replica)
