@@ -252,11 +252,7 @@ def main() -> None:
         env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench"}
         procs = []
         try:
-            upstream = start(
-                [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
-                 "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
-                env, upstream_port, "/v1/models",
-            )  # fmt: skip
+            upstream = _start_upstream(args, upstream_port, env)
             procs.append(upstream)
             dragoman = start(
                 [sys.executable, "-m", "dragoman", "serve", "--port", str(dragoman_port)],
@@ -300,6 +296,26 @@ def main() -> None:
     report(rows, args)
 
 
+def _served_env(upstream_port: int) -> dict[str, str]:
+    """The environment of a `dragoman serve` on the fake upstream, everything else off."""
+    base_url = f"http://127.0.0.1:{upstream_port}/v1"
+    env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
+           "DRAGOMAN_PROVIDER": "openai", "DRAGOMAN_LOG_LEVEL": "warning"}  # fmt: skip
+    for variable in ("DRAGOMAN_AUTH", "DRAGOMAN_REDIS_URL", "DRAGOMAN_METRICS_TOKEN"):
+        env.pop(variable, None)
+    return env
+
+
+def _start_upstream(
+    args: argparse.Namespace, port: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    return start(
+        [sys.executable, "-m", "tests.fake_openai", "--port", str(port),
+         "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
+        env, port, "/v1/models",
+    )  # fmt: skip
+
+
 def against(args: argparse.Namespace) -> None:
     """This tree's dragoman against revision `args.against`'s, in turns."""
     root = Path(__file__).resolve().parent.parent
@@ -314,23 +330,14 @@ def against(args: argparse.Namespace) -> None:
             cwd=root, check=True, capture_output=True,
         )  # fmt: skip
         upstream_port, new_port, old_port = (free_port() for _ in range(3))
-        base_url = f"http://127.0.0.1:{upstream_port}/v1"
-        env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
-               "DRAGOMAN_PROVIDER": "openai", "DRAGOMAN_LOG_LEVEL": "warning"}  # fmt: skip
-        for variable in ("DRAGOMAN_AUTH", "DRAGOMAN_REDIS_URL", "DRAGOMAN_METRICS_TOKEN"):
-            env.pop(variable, None)
+        env = _served_env(upstream_port)
         new_env = {**env, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/new.db",
                    "PYTHONPATH": str(root / "src")}  # fmt: skip
         old_env = {**env, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/old.db",
                    "PYTHONPATH": str(tree / "src")}  # fmt: skip
         procs = []
         try:
-            upstream = start(
-                [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
-                 "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
-                env, upstream_port, "/v1/models",
-            )  # fmt: skip
-            procs.append(upstream)
+            procs.append(_start_upstream(args, upstream_port, env))
             serve = [sys.executable, "-m", "dragoman", "serve", "--port"]
             new = start([*serve, str(new_port)], new_env, new_port, "/readyz")
             procs.append(new)
@@ -405,11 +412,7 @@ def production(args: argparse.Namespace) -> None:
     """All off against keys + Redis limits + metrics on, in the same run."""
     with tempfile.TemporaryDirectory() as workdir:
         upstream_port, off_port, on_port, redis_port = (free_port() for _ in range(4))
-        base_url = f"http://127.0.0.1:{upstream_port}/v1"
-        env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
-               "DRAGOMAN_PROVIDER": "openai", "DRAGOMAN_LOG_LEVEL": "warning"}  # fmt: skip
-        for variable in ("DRAGOMAN_AUTH", "DRAGOMAN_REDIS_URL", "DRAGOMAN_METRICS_TOKEN"):
-            env.pop(variable, None)
+        env = _served_env(upstream_port)
         off_env = {**env, "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/off.db"}
         on_env = {
             **env,
@@ -421,12 +424,7 @@ def production(args: argparse.Namespace) -> None:
         procs = []
         try:
             procs.append(start_redis(redis_port, workdir))
-            upstream = start(
-                [sys.executable, "-m", "tests.fake_openai", "--port", str(upstream_port),
-                 "--pieces", str(args.pieces), "--piece", args.piece, "--delay", str(args.delay)],
-                env, upstream_port, "/v1/models",
-            )  # fmt: skip
-            procs.append(upstream)
+            procs.append(_start_upstream(args, upstream_port, env))
             serve = [sys.executable, "-m", "dragoman", "serve", "--port"]
             off = start([*serve, str(off_port)], off_env, off_port, "/readyz")
             procs.append(off)
