@@ -23,12 +23,15 @@ def install_offline_docs(app: FastAPI) -> None:
     """Needs the app built with `docs_url=None, redoc_url=None`."""
     app.mount(DOCS_ASSETS, StaticFiles(directory=_assets_dir()), name="docs-assets")
 
+    # The page reads the app from its request: a closure over `app` would keep every app ever
+    # built alive in FastAPI's cache of endpoint functions (one per test server, say).
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
+        current: FastAPI = request.app
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} API",
+            openapi_url=f"{root}{current.openapi_url}",
+            title=f"{current.title} API",
             swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
