@@ -34,6 +34,7 @@ from dragoman.providers.base import Provider
 from dragoman.providers.factory import make_provider
 from dragoman.quotas import Quotas
 from dragoman.records.store import RecordStore
+from dragoman.redis_clients import RedisClients
 from dragoman.registry import StreamRegistry
 from dragoman.resumable.service import Resumption
 from dragoman.scripts.catalog import Scripts
@@ -81,7 +82,15 @@ class Runtime:
             else LanguageCatalog(GENERAL_LANGUAGES)
         )
         self.scripts = Scripts(script_store, languages)
-        self._resumption = Resumption(settings, self.registry) if mode == "server" else None
+        # Resumable translations and live sessions share one set of Redis clients.
+        self._redis = (
+            RedisClients.connect(settings.redis_url)
+            if mode == "server" and settings.redis_url
+            else None
+        )
+        self._resumption = (
+            Resumption(settings, self.registry, self._redis) if mode == "server" else None
+        )
         self._live = (
             Live(
                 settings,
@@ -89,6 +98,7 @@ class Runtime:
                 SessionStore(self.store.engine),
                 self.keys,
                 self.registry,
+                self._redis,
             )
             if mode == "server" and self._translator is not None
             else None
@@ -190,6 +200,8 @@ class Runtime:
         if self._resumption is not None:
             await asyncio.gather(*[run.ended() for run in list(self._resumption.runs.values())])
             await self._resumption.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
         if self._translator is not None:
             await self._translator.aclose()
         if self.quotas is not None:

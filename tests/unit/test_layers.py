@@ -12,7 +12,7 @@ PACKAGE = Path(dragoman.__file__).parent
 
 # Lowest first. A module may import from its own floor and the floors below.
 FLOORS: list[list[str]] = [
-    ["errors", "config", "logging", "metrics", "languages", "html_text", "client"],
+    ["errors", "config", "logging", "metrics", "languages", "html_text", "client", "redis_clients"],
     ["prompts", "records"],
     ["events", "wire", "keys", "scripts"],
     ["engine"],

@@ -88,11 +88,9 @@ async def open_session(request: Request, key: KeyDep) -> Any:
 )
 async def add_segment(request: Request, session_id: str, key: KeyDep) -> Any:
     body = await _read_body(request, LiveSegmentIn)
-    live = _live(request)
-    if body.final:
-        index, languages = await live.add_segment(session_id, key, body.text)
-    else:
-        index, languages = await live.add_partial(session_id, key, body.text)
+    index, languages = await _live(request).add_segment(
+        session_id, key, body.text, final=body.final
+    )
     return JSONResponse({"segment_index": index, "languages": languages}, status_code=202)
 
 

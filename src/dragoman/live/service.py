@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis.asyncio as redis
 import structlog
 
 from dragoman import metrics
@@ -61,8 +60,8 @@ from dragoman.live.presence import Presence
 from dragoman.live.stabilise import next_shown
 from dragoman.live.store import Session, SessionStore
 from dragoman.prompts import TranslationTask
+from dragoman.redis_clients import RedisClients
 from dragoman.registry import StreamRegistry
-from dragoman.resumable.redis_log import redis_client
 from dragoman.scripts.prompt import add_script_prompt
 from dragoman.service import Fields, TranslationRequest, Translator
 
@@ -73,8 +72,6 @@ log = structlog.get_logger(__name__)
 _APPEND_RETRY_S = 60.0
 # How long a close waits for this process's translations of the session to end first.
 _CLOSE_WAIT_S = 30.0
-# Feeds of one process wait in `XREAD BLOCK`, one connection each.
-_MAX_FEEDS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,24 +89,22 @@ class Live:
         sessions: SessionStore,
         keys: KeyStore,
         registry: StreamRegistry,
+        clients: RedisClients | None,
     ) -> None:
         self.settings = settings
         self.translator = translator
         self.sessions = sessions
         self._keys = keys
         self._registry = registry
-        self._redis: redis.Redis | None = None
-        self._reader: redis.Redis | None = None
         self.channels: Channels
-        if settings.redis_url:
-            self._redis = redis_client(settings.redis_url)
-            self._reader = redis_client(settings.redis_url, max_connections=_MAX_FEEDS)
-            self.channels = RedisChannels(self._redis, self._reader)
+        if clients is not None:
+            self.channels = RedisChannels(clients.commands, clients.blocking)
         else:
             self.channels = MemoryChannels()
+        commands = clients.commands if clients is not None else None
         self.hub = Hub(self.channels)
-        self.presence = Presence(self._redis)
-        self.guard = CodeGuard(self._redis)
+        self.presence = Presence(commands)
+        self.guard = CodeGuard(commands)
         self._lanes: dict[tuple[str, str], _Lane] = {}
         # The segment being spoken, per session and language: what its drafts showed. Kept
         # here, not in a lane: a lane ends whenever it has nothing to do.
@@ -135,9 +130,6 @@ class Live:
         await self.hub.aclose()
         await self.presence.aclose()
         await self.channels.aclose()
-        for client in (self._redis, self._reader):
-            if client is not None:
-                await client.aclose()
 
     # The speaker.
 
@@ -182,36 +174,24 @@ class Live:
         return session
 
     async def add_segment(
-        self, session_id: str, key: ApiKey | None, text: str
+        self, session_id: str, key: ApiKey | None, text: str, *, final: bool = True
     ) -> tuple[int, list[str]]:
-        """Take a final segment: its index, and the languages it is being translated into."""
+        """Take a final segment (or, `final=False`, a guess of the one being spoken, which
+        replaces the previous guess): its index, and the languages it goes into."""
         self.translator.check_text(text)
         session = await self.speaker_session(session_id, key)
-        if session.closed:
-            raise SessionClosed()
-        index = await self.sessions.add_segment(session.id, text)
+        take = self.sessions.add_segment if final else self.sessions.update_open
+        index = None if session.closed else await take(session.id, text)
         if index is None:
             raise SessionClosed()
         languages = await self.languages(session)
+        work = _Work(index, text, key)
         for lang in languages:
-            self._lane(session, lang).put(_Work(index, text, key))
-        return index, languages
-
-    async def add_partial(
-        self, session_id: str, key: ApiKey | None, text: str
-    ) -> tuple[int, list[str]]:
-        """Take a guess of the segment being spoken (it replaces the previous guess): its
-        index, and the languages it is being drafted into."""
-        self.translator.check_text(text)
-        session = await self.speaker_session(session_id, key)
-        if session.closed:
-            raise SessionClosed()
-        index = await self.sessions.update_open(session.id, text)
-        if index is None:
-            raise SessionClosed()
-        languages = await self.languages(session)
-        for lang in languages:
-            self._lane(session, lang).guess(_Work(index, text, key))
+            lane = self._lane(session, lang)
+            if final:
+                lane.put(work)
+            else:
+                lane.guess(work)
         return index, languages
 
     async def close(self, session_id: str, key: ApiKey | None) -> Session:

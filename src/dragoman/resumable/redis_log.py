@@ -30,24 +30,6 @@ _ALIVE_TTL_MS = 10_000
 _RUNNING_TTL_S = 3600
 
 
-# Connections of the client that serves resumable translations. Commands wait for a free one
-# rather than fail: a burst of listeners (a thousand streams whose events arrive together)
-# needs more than any fixed number, for a moment.
-POOL_SIZE = 200
-_POOL_WAIT_S = 10.0
-# Listeners of a translation that runs in another process wait in `XREAD BLOCK`, which holds a
-# connection while it waits: they have a client of their own, sized for every listener a
-# process may have, so that they never starve the short commands.
-MAX_REMOTE_LISTENERS = 10_000
-
-
-def redis_client(url: str, *, max_connections: int = POOL_SIZE) -> redis.Redis:
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=_POOL_WAIT_S
-    )
-    return redis.Redis.from_pool(pool)  # closing the client closes its connections
-
-
 def _key(translation_id: str) -> str:
     return f"dragoman:events:{translation_id}"
 

@@ -17,15 +17,11 @@ import structlog
 
 from dragoman.config import Settings
 from dragoman.errors import Stopped
+from dragoman.redis_clients import RedisClients
 from dragoman.registry import StreamRegistry
 from dragoman.resumable.log import EventLogs
 from dragoman.resumable.memory_log import MemoryEventLogs
-from dragoman.resumable.redis_log import (
-    ALIVE_EVERY_S,
-    MAX_REMOTE_LISTENERS,
-    RedisEventLogs,
-    redis_client,
-)
+from dragoman.resumable.redis_log import ALIVE_EVERY_S, RedisEventLogs
 from dragoman.resumable.run import ResumableRun
 from dragoman.service import Job
 
@@ -37,18 +33,17 @@ _CANCEL_WAIT_S = 5.0
 
 
 class Resumption:
-    def __init__(self, settings: Settings, registry: StreamRegistry) -> None:
+    def __init__(
+        self, settings: Settings, registry: StreamRegistry, clients: RedisClients | None
+    ) -> None:
         self.settings = settings
         self.registry = registry
-        self._redis: redis.Redis | None = None
-        self._reader: redis.Redis | None = None
+        self._redis = clients.commands if clients is not None else None
         self.logs: EventLogs
-        if settings.redis_url:
-            self._redis = redis_client(settings.redis_url)
-            self._reader = redis_client(settings.redis_url, max_connections=MAX_REMOTE_LISTENERS)
+        if clients is not None:
             self.logs = RedisEventLogs(
-                self._redis,
-                self._reader,
+                clients.commands,
+                clients.blocking,
                 window_s=settings.resume_window_s,
                 grace_s=settings.resume_grace_s,
             )
@@ -74,9 +69,6 @@ class Resumption:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
         await self.logs.aclose()
-        for client in (self._redis, self._reader):
-            if client is not None:
-                await client.aclose()
 
     def start_run(self, job: Job) -> ResumableRun:
         run = ResumableRun(

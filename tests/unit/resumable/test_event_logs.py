@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as redis
 
+from dragoman.redis_clients import POOL_SIZE, RedisClients, redis_client
 from dragoman.resumable.log import EventLogs, is_resumable_id, resumable_id
 from dragoman.resumable.memory_log import MemoryEventLogs
-from dragoman.resumable.redis_log import POOL_SIZE, RedisEventLogs, redis_client
+from dragoman.resumable.redis_log import RedisEventLogs
 
 REDIS_URL = os.environ.get("DRAGOMAN_TEST_REDIS_URL")
 
@@ -169,8 +170,9 @@ async def test_a_thousand_translations_and_remote_listeners_share_the_redis_conn
     from dragoman.resumable.service import Resumption
 
     settings = Settings(_env_file=None, redis_url=REDIS_URL)  # type: ignore[call-arg]
-    resumption = Resumption(settings, StreamRegistry())
-    elsewhere = Resumption(settings, StreamRegistry())  # as another replica
+    clients = [RedisClients.connect(REDIS_URL) for _ in range(2)]
+    resumption = Resumption(settings, StreamRegistry(), clients[0])
+    elsewhere = Resumption(settings, StreamRegistry(), clients[1])  # as another replica
     logs = resumption.logs
     ids = [resumable_id() for _ in range(1000)]
     runs = [logs.create(translation_id) for translation_id in ids]
@@ -196,6 +198,8 @@ async def test_a_thousand_translations_and_remote_listeners_share_the_redis_conn
             await logs.discard(translation_id)
         await resumption.aclose()
         await elsewhere.aclose()
+        for redis_clients in clients:
+            await redis_clients.aclose()
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="DRAGOMAN_TEST_REDIS_URL is not set")
