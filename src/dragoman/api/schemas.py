@@ -108,6 +108,11 @@ class ScriptOut(BaseModel):
     updated_at: str
 
 
+class ScriptPage(BaseModel):
+    items: list[ScriptOut]
+    next_cursor: str | None
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
