@@ -347,3 +347,40 @@ def test_the_database_is_named_without_its_password(monkeypatch: pytest.MonkeyPa
         "dragoman: database_unavailable: the database cannot be used (ConnectionRefusedError): "
         "postgresql+asyncpg://dragoman:***@127.0.0.1:9/dragoman\n"
     )
+
+
+def test_serve_says_which_database_it_uses(fake: FakeOpenAI, tmp_path: Path) -> None:
+    from tests.conftest import free_port
+    from tests.helpers import wait_until_answers
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGOMAN_")}
+    env.update(
+        {"XDG_DATA_HOME": str(tmp_path / "xdg"), "DRAGOMAN_PROVIDER": "openai",
+         "OPENAI_BASE_URL": fake.base_url, "DRAGOMAN_LOG_LEVEL": "warning"}
+    )  # fmt: skip
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dragoman", "serve", "--port", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        database = tmp_path / "xdg" / "dragoman" / "dragoman.db"
+        assert proc.stderr.readline() == f"dragoman: database {database}\n"
+        assert wait_until_answers(f"http://127.0.0.1:{port}/readyz", proc, 60)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    # One line, without the password, when the database cannot be used.
+    env["DRAGOMAN_DATABASE_URL"] = "postgresql+asyncpg://dragoman:s3cret@127.0.0.1:9/dragoman"
+    refused = subprocess.run(
+        [sys.executable, "-m", "dragoman", "serve", "--port", str(port)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "dragoman: the database cannot be used (ConnectionRefusedError): "
+        "postgresql+asyncpg://dragoman:***@127.0.0.1:9/dragoman\n"
+    )
