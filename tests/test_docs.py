@@ -10,7 +10,7 @@ How a page is written for it (docs/architecture.md, "The docs", points here):
 - ```python: run with the project's Python; a ```text block right after it is its output.
 - ```js: run in a browser page of the server (Debian's chromium through Playwright).
 - In an output, `…` stands for any text within a line; a line that is only `…` for one or more
-  lines.
+  lines; a date and time (`2025-06-01 09:00`, RFC 3339) for any other.
 - `<!-- docs-check: illustrative -->` before a block: its output is a real model's (the page
   says so in words). The check then compares the output's form: the command's own messages
   (`dragoman: ...`) and the stream's framing exactly, the translated text only as "some text
@@ -190,7 +190,12 @@ def commands(block: Block) -> list[Command]:
 # Comparing outputs.
 
 
+# Times are never the point of an example: any time stands for any other.
+_TIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(?::\d\d(?:\.\d+)?Z?)?")
+
+
 def _line_matches(expected: str, actual: str) -> bool:
+    expected, actual = _TIME.sub("<time>", expected), _TIME.sub("<time>", actual)
     if "…" not in expected:
         return expected == actual
     pattern = ".*".join(re.escape(part) for part in expected.split("…"))
@@ -486,6 +491,8 @@ def test_forms_and_wildcards() -> None:
     assert matches(["id: key_…", "…", "done"], ["id: key_12", "a", "b", "done"])
     assert not matches(["…", "done"], ["done"])  # `…` is at least one line
     assert not matches([], ["something"])  # shown without output: prints nothing
+    assert matches(["│ 2025-06-01 09:00 │ a │"], ["│ 2026-12-04 16:54 │ a │"])
+    assert not matches(["│ 2025-06-01 09:00 │ a │"], ["│ 2026-12-04 16:54 │ b │"])
     real = ["data: 감사합니다", "", "data: .", "", "data: [DONE]"]
     fake = ["data: T:", "", "data: Thank", "", "data:  you", "", "data: [DONE]"]
     assert form(real) == form(fake) == ["data: …", "data: [DONE]"]
