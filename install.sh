@@ -56,3 +56,9 @@ fi
 .venv/bin/pip install --quiet -c constraints.txt $target
 # The installed engine library must not carry instructions that some CPUs fault on.
 .venv/bin/python -m dragoman.engine.native_check
+
+# `dragoman` is in .venv/bin: activating the environment puts it on the PATH of a terminal.
+cat >&2 <<'EOF'
+install.sh: dragoman is installed in .venv/. To type `dragoman` in a terminal, first run there:
+    . .venv/bin/activate        (fish: . .venv/bin/activate.fish; or call .venv/bin/dragoman)
+EOF

@@ -70,6 +70,20 @@ class ServerThread:
         self.thread.join(15)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """No test reads or writes the user's data directory (the default database lives there):
+    a command run without DRAGOMAN_DATABASE_URL uses this session's own."""
+    previous = os.environ.get("XDG_DATA_HOME")
+    home = tmp_path_factory.mktemp("xdg-data")
+    os.environ["XDG_DATA_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def fake() -> Iterator[FakeOpenAI]:
     server = FakeOpenAI().start()

@@ -55,11 +55,15 @@ def test_bad_files_and_scripts_exit_2(
     bad = tmp_path / "bad.srt"
     bad.write_text("not subtitles at all", encoding="utf-8")
     result = runner.invoke(app, ["subtitles", str(bad), "--to", "ko"])
-    assert result.exit_code == 2 and "invalid_request" in result.stderr
+    assert result.exit_code == 2
+    assert result.stderr == f"dragoman: {bad}: not a valid SRT file.\n"  # in the CLI's words
     missing = runner.invoke(app, ["subtitles", str(tmp_path / "none.srt"), "--to", "ko"])
     assert missing.exit_code == 2
     unknown = runner.invoke(app, ["export", "no-such-script", "--to", "ko"])
-    assert unknown.exit_code == 1 and "not_found" in unknown.stderr
+    assert unknown.exit_code == 1
+    assert unknown.stderr.endswith(
+        "dragoman: no script no-such-script (dragoman scripts lists them).\n"
+    )
     wrong = runner.invoke(app, ["export", "x", "--to", "ko", "--format", "docx"])
     assert wrong.exit_code == 2
 

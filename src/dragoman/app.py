@@ -49,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             restore()
             await runtime.aclose()
+            # The app may outlive its run (FastAPI's module-level routers keep a reference to
+            # every app that included them: tests build many): the runtime, which holds the
+            # language model, the engines and the database pools, must not.
+            del app.state.runtime
             metrics.process_exiting()
 
     # Every route, the translation endpoints included, goes through the same middleware stack

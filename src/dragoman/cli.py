@@ -1,4 +1,8 @@
-"""The `dragoman` command: serve, translate, history, subtitles, export, keys."""
+"""The `dragoman` command: serve, translate, history, scripts, subtitles, export, keys.
+
+Every command checks its arguments before it opens anything (a database, an engine process,
+a model), and says its errors in its own words (`--to`, not `target_lang`).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,23 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from dragoman import __version__
+
+        typer.echo(f"dragoman {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Live machine translation streamed over Server-Sent Events."""
 
 
@@ -96,8 +115,14 @@ def _serve(settings: Settings, host: str, port: int, count: int) -> None:
             "the openai provider needs OPENAI_API_KEY (for OpenAI itself) or OPENAI_BASE_URL "
             "(for a self-hosted OpenAI-compatible server)."
         )
+    from dragoman.translate_cli import database_problem, say_database
 
-    asyncio.run(Runtime.prepare_database(settings))
+    try:
+        asyncio.run(Runtime.prepare_database(settings))
+    except Exception as exc:
+        typer.echo(f"dragoman: {database_problem(settings, exc)}", err=True)
+        raise typer.Exit(1) from None
+    say_database(settings)
     os.environ[PREPARED_ENV] = "1"
     os.environ[BOUND_LOOPBACK_ENV] = "1" if is_loopback(host) else "0"
     engine = None
@@ -123,33 +148,72 @@ def _serve(settings: Settings, host: str, port: int, count: int) -> None:
             engine.stop()
 
 
-# translate and history: in-process on the configured provider, or against --server.
+# translate, history, scripts, subtitles, export: in this process, or against --server.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-ServerOption = Annotated[
+_SERVER_HELP = "URL of a running dragoman service (e.g. http://127.0.0.1:8000); without it, "
+# For the commands that translate: the model runs in the command itself.
+TranslatingServer = Annotated[
     str | None,
     typer.Option(
         "--server",
         envvar="DRAGOMAN_SERVER",
-        help="URL of a running dragoman service; without it the configured provider runs "
-        "in this process.",
+        help=_SERVER_HELP + "the configured provider runs in this process and its records go "
+        "to the database (DRAGOMAN_DATABASE_URL).",
     ),
 ]
+# For the commands that read records: no model is loaded.
+ReadingServer = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="DRAGOMAN_SERVER",
+        help=_SERVER_HELP + "the records are read from the database (DRAGOMAN_DATABASE_URL).",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="DRAGOMAN_API_KEY",
+        help="The API key for a --server that needs one (DRAGOMAN_AUTH=keys); the variable "
+        "keeps it out of the process list.",
+    ),
+]
+ToOption = Annotated[
+    str, typer.Option("--to", help="Target language: a tag (ko, pt-BR) or a name (Korean).")
+]
+FromOption = Annotated[
+    str | None,
+    typer.Option("--from", help="Source language (tag or name); detected when absent."),
+]
+
+
+def _check_script(script: str | None) -> None:
+    from dragoman.translate_cli import script_id_problem
+
+    problem = script_id_problem(script) if script is not None else None
+    if problem is not None:
+        _fail_usage(problem)
 
 
 @app.command()
 def translate(
-    to: Annotated[str, typer.Option("--to", help="Target language tag, e.g. ko-KR.")],
+    to: ToOption,
     text: Annotated[
         str | None, typer.Argument(help="Text to translate; else --file or stdin.")
     ] = None,
-    source: Annotated[
-        str | None, typer.Option("--from", help="Source language; detected if absent.")
-    ] = None,
+    source: FromOption = None,
     script: Annotated[
-        str | None, typer.Option("--script", help="Script id to file the records under.")
+        str | None,
+        typer.Option(
+            "--script",
+            help="Translate as the next segments of this script (with its earlier segments "
+            "and glossary as context), so that `dragoman export` gives them back.",
+        ),
     ] = None,
-    server: ServerOption = None,
+    server: TranslatingServer = None,
+    api_key: ApiKeyOption = None,
     file: Annotated[
         Path | None, typer.Option("--file", help="Translate this file line by line.")
     ] = None,
@@ -165,7 +229,8 @@ def translate(
     if text is None and file is None and sys.stdin.isatty():
         _fail_usage("give a text, --file PATH, or pipe text on standard input.")
     if file is not None and not file.is_file():
-        _fail_usage(f"no such file: {file}")
+        _fail_usage(f"--file: no such file: {file}")
+    _check_script(script)
     settings = None if server else _settings_or_exit()
     code = run_translate(
         text=text,
@@ -173,6 +238,7 @@ def translate(
         source=source,
         script_id=script,
         server=server,
+        api_key=api_key,
         file=file,
         out=out,
         settings=settings,
@@ -185,34 +251,54 @@ def history(
     script: Annotated[
         str | None, typer.Option("--script", help="Only this script's records.")
     ] = None,
-    server: ServerOption = None,
+    server: ReadingServer = None,
+    api_key: ApiKeyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
-    limit: Annotated[
-        int, typer.Option(help="At most this many records, newest first.", min=1)
-    ] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many records.", min=1)] = 50,
 ) -> None:
-    """Show the stored translations, newest first."""
+    """List the stored translations (all, or one script's), newest first, as a table."""
     from dragoman.translate_cli import run_history
 
+    _check_script(script)
     settings = None if server else _settings_or_exit()
     raise typer.Exit(
         run_history(
-            script_id=script, server=server, as_json=as_json, limit=limit, settings=settings
+            script_id=script,
+            server=server,
+            api_key=api_key,
+            as_json=as_json,
+            limit=limit,
+            settings=settings,
         )
+    )
+
+
+@app.command()
+def scripts(
+    server: ReadingServer = None,
+    api_key: ApiKeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many scripts.", min=1)] = 50,
+) -> None:
+    """List the scripts, the last active first: segments, languages, first and last time."""
+    from dragoman.translate_cli import run_scripts
+
+    settings = None if server else _settings_or_exit()
+    raise typer.Exit(
+        run_scripts(server=server, api_key=api_key, as_json=as_json, limit=limit, settings=settings)
     )
 
 
 @app.command()
 def subtitles(
     path: Annotated[Path, typer.Argument(help="An SRT or WebVTT file.", metavar="FILE")],
-    to: Annotated[str, typer.Option("--to", help="Target language tag, e.g. ko.")],
-    source: Annotated[
-        str | None, typer.Option("--from", help="Source language; detected if absent.")
-    ] = None,
+    to: ToOption,
+    source: FromOption = None,
     script: Annotated[
         str | None, typer.Option("--script", help="Script id for the cues (default: a new one).")
     ] = None,
-    server: ServerOption = None,
+    server: TranslatingServer = None,
+    api_key: ApiKeyOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the translated file here, not stdout.")
     ] = None,
@@ -222,6 +308,7 @@ def subtitles(
 
     if not path.is_file():
         _fail_usage(f"no such file: {path}")
+    _check_script(script)
     settings = None if server else _settings_or_exit()
     raise typer.Exit(
         run_subtitles(
@@ -230,6 +317,7 @@ def subtitles(
             source=source,
             script_id=script,
             server=server,
+            api_key=api_key,
             out=out,
             settings=settings,
         )
@@ -239,22 +327,30 @@ def subtitles(
 @app.command()
 def export(
     script: Annotated[str, typer.Argument(help="The script's id.", metavar="SCRIPT_ID")],
-    to: Annotated[str, typer.Option("--to", help="Which translation: a language tag.")],
+    to: Annotated[str, typer.Option("--to", help="Which translation: a language tag or name.")],
     format: Annotated[
         str, typer.Option("--format", help="txt, jsonl, or srt / vtt for subtitle scripts.")
     ] = "txt",
-    server: ServerOption = None,
+    server: ReadingServer = None,
+    api_key: ApiKeyOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout.")] = None,
 ) -> None:
-    """Write a script's translated segments, in order."""
+    """Write a script's translated segments in one language, in order."""
     from dragoman.subtitles_cli import run_export
 
     if format not in ("txt", "jsonl", "srt", "vtt"):
         _fail_usage("--format must be txt, jsonl, srt or vtt.")
+    _check_script(script)
     settings = None if server else _settings_or_exit()
     raise typer.Exit(
         run_export(
-            script_id=script, to=to, format=format, server=server, out=out, settings=settings
+            script_id=script,
+            to=to,
+            format=format,
+            server=server,
+            api_key=api_key,
+            out=out,
+            settings=settings,
         )
     )
 
@@ -271,19 +367,20 @@ def _with_keys(work: Any) -> Any:
 
     from dragoman.errors import DatabaseUnavailable
     from dragoman.runtime import Runtime
+    from dragoman.translate_cli import database_problem, say_database
 
     settings = _settings_or_exit()
 
     async def run() -> Any:
         async with Runtime.open(settings, "records") as runtime:
+            say_database(settings)
             return await work(runtime.keys)
 
     try:
         return asyncio.run(run())
     except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
-        # One line, no traceback: the URL may carry a password, the message need not.
-        cause = type(exc.__cause__ or exc).__name__
-        typer.echo(f"dragoman: the database cannot be used ({cause}).", err=True)
+        # One line, no traceback, no password.
+        typer.echo(f"dragoman: {database_problem(settings, exc)}", err=True)
         raise typer.Exit(1) from None
 
 

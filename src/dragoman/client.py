@@ -8,8 +8,9 @@
 
 `stream()` yields each piece of the translation as it arrives (their concatenation is the
 record's `translation`, exactly); `translate()` returns the finished record; `history()` the
-records of a script, newest first. Scripts: `stream_segment()` / `translate_segment()`
-translate a script's next segment with its previous segments and glossary as context;
+records of a script, newest first; `scripts()` the scripts, the last active first. Scripts:
+`stream_segment()` / `translate_segment()` translate a script's next segment with its previous
+segments and glossary as context;
 `set_glossary()`, `glossary()`, `script()` and `export()` manage and read a script;
 `subtitles()` / `stream_subtitles()` translate an SRT or WebVTT file. A server with keys on
 needs `api_key="dgm_..."`. Every
@@ -314,6 +315,13 @@ def _history_params(
     return params
 
 
+def _scripts_params(limit: int | None, have: int, cursor: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": 200 if limit is None else min(200, limit - have)}
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
 def _history_complete(cursor: str | None, limit: int | None, have: int) -> bool:
     return not cursor or (limit is not None and have >= limit)
 
@@ -527,6 +535,19 @@ class Client:
             if _history_complete(cursor, limit, len(records)):
                 return records
 
+    def scripts(self, *, limit: int | None = None) -> list[ScriptInfo]:
+        """The scripts (this key's, with keys on), the last active first: all, or the first
+        `limit`."""
+        scripts: list[ScriptInfo] = []
+        cursor = None
+        while True:
+            params = _scripts_params(limit, len(scripts), cursor)
+            page = self._request("GET", "/v1/scripts", params=params)
+            scripts += page["items"]
+            cursor = page["next_cursor"]
+            if _history_complete(cursor, limit, len(scripts)):
+                return scripts
+
     def languages(self) -> list[dict[str, str]]:
         languages: list[dict[str, str]] = self._request("GET", "/v1/languages")["languages"]
         return languages
@@ -720,6 +741,17 @@ class AsyncClient:
             raise _transport_error(self._http.base_url, exc) from exc
         if not done:
             raise ConnectionLost("the stream ended before the subtitles were finished")
+
+    async def scripts(self, *, limit: int | None = None) -> list[ScriptInfo]:
+        scripts: list[ScriptInfo] = []
+        cursor = None
+        while True:
+            params = _scripts_params(limit, len(scripts), cursor)
+            page = await self._request("GET", "/v1/scripts", params=params)
+            scripts += page["items"]
+            cursor = page["next_cursor"]
+            if _history_complete(cursor, limit, len(scripts)):
+                return scripts
 
     async def languages(self) -> list[dict[str, str]]:
         languages: list[dict[str, str]] = (await self._request("GET", "/v1/languages"))["languages"]

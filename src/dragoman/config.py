@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -12,6 +13,40 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # build a client without one, so this stands in when a base URL is set and no key is.
 PLACEHOLDER_API_KEY = "sk-no-key-required"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+def data_dir() -> Path:
+    """Where dragoman keeps its data by default: `$XDG_DATA_HOME/dragoman`, else
+    `~/.local/share/dragoman` (the XDG base directory rule), whichever directory a command is
+    run from."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    # The XDG rule: a relative path is invalid and ignored.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "dragoman"
+
+
+def default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{data_dir() / 'dragoman.db'}"
+
+
+def describe_database(url: str) -> str:
+    """The database a URL names, for people: a SQLite file's path (`~` for the home
+    directory), or the URL with its password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: say nothing that could hold a secret
+        return "(an unreadable DRAGOMAN_DATABASE_URL)"
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return "SQLite in memory (nothing is kept)"
+        path = Path(parsed.database).expanduser().absolute()
+        home = Path.home()
+        if path.is_relative_to(home):
+            return f"~/{path.relative_to(home)}"
+        return str(path)
+    return parsed.render_as_string(hide_password=True)
 
 
 class Settings(BaseSettings):
@@ -41,7 +76,8 @@ class Settings(BaseSettings):
     local_glossary_bias: float = Field(default=5.0, ge=0, le=100)
     # Set by `dragoman serve` for its workers: the socket of the engine it supervises.
     engine_socket: str | None = None
-    database_url: str = "sqlite+aiosqlite:///./dragoman.db"
+    # The same file for the server and every command, wherever they are run from.
+    database_url: str = Field(default_factory=default_database_url)
     max_text_chars: int = Field(default=10_000, ge=1)
     first_token_timeout_s: float = Field(default=30.0, gt=0)
     idle_timeout_s: float = Field(default=30.0, gt=0)
@@ -94,6 +130,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return default_database_url() if value == "" else value
 
     @field_validator(
         "openai_base_url",

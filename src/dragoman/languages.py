@@ -57,9 +57,11 @@ def base_language(tag: str) -> str:
 class LanguageCatalog:
     """The languages one provider offers, and the checks of request tags against them."""
 
-    def __init__(self, bases: Iterable[str]) -> None:
+    def __init__(self, bases: Iterable[str], *, offered_by: str = "this server") -> None:
         self.bases = tuple(dict.fromkeys(bases))
         self._offered = frozenset(self.bases)
+        # Who offers them, in error messages ("is not offered by this server").
+        self.offered_by = offered_by
 
     def listing(self) -> list[dict[str, str]]:
         return [{"tag": tag, "name": display_name(tag)} for tag in self.bases]
@@ -81,8 +83,10 @@ class LanguageCatalog:
 
     def _offer(self) -> str:
         if len(self.bases) <= 10:
-            return f"offered by this server (offered: {', '.join(self.bases)})"
-        return "offered by this server (see GET /v1/languages)"
+            return f"offered by {self.offered_by} (offered: {', '.join(self.bases)})"
+        if self.offered_by == "this server":
+            return "offered by this server (see GET /v1/languages)"
+        return f"offered by {self.offered_by}"
 
 
 @lru_cache(maxsize=1024)

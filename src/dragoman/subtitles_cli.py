@@ -8,7 +8,6 @@ the file) goes to standard error. Exit codes as `dragoman translate`'s.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -24,7 +23,8 @@ from dragoman.translate_cli import (
     TranslationFailed,
     _err,
     _InProcess,
-    _quiet,
+    backend,
+    quiet,
     stderr,
 )
 
@@ -32,13 +32,16 @@ Event = tuple[str, dict[str, Any]]
 
 
 async def _remote_events(
-    server: str, content: str, to: str, source: str | None, script_id: str | None
+    server: str,
+    api_key: str | None,
+    content: str,
+    to: str,
+    source: str | None,
+    script_id: str | None,
 ) -> AsyncGenerator[Event, None]:
     from dragoman.client import AsyncClient, DragomanClientError
 
-    async with AsyncClient(
-        server, timeout=300, api_key=os.environ.get("DRAGOMAN_API_KEY") or None
-    ) as client:
+    async with AsyncClient(server, timeout=300, api_key=api_key or None) as client:
         try:
             async for event in client.stream_subtitles(
                 content, to, source=source, script_id=script_id
@@ -56,7 +59,7 @@ async def _local_events(
     from dragoman.subtitles import SubtitleRun, SubtitlesRequest
     from dragoman.wire import named
 
-    async with _InProcess(_quiet(settings), provider=True) as backend:
+    async with _InProcess(settings, provider=True) as backend:
         try:
             run = SubtitleRun(
                 backend.runtime.translator,
@@ -75,14 +78,32 @@ async def _local_events(
             raise TranslationFailed(exc.code, exc.message) from exc
 
 
-def _cue_count(content: str) -> int | None:
+def _cue_count(path: Path, content: str) -> int:
+    """The file's cues; a file that does not parse is refused here, before anything loads."""
     from dragoman.errors import DragomanError
     from dragoman.scripts.files import SubtitleFile
 
     try:
         return len(SubtitleFile(content).cues)
-    except DragomanError:
-        return None  # the service says why
+    except DragomanError as exc:
+        # The API names the field ("content: ..."); here it is the file the user gave.
+        message = exc.message.removeprefix("content: ")
+        raise TranslationFailed(exc.code, f"{path}: {message}") from exc
+
+
+async def _checked_languages(
+    server: str | None,
+    settings: Settings | None,
+    api_key: str | None,
+    to: str,
+    source: str | None,
+) -> tuple[str, str | None]:
+    """`--to` and `--from` as offered tags, checked before anything loads."""
+    where = backend(server, settings, api_key, provider=False)
+    try:
+        return await where.languages(to, source)
+    finally:
+        await where.aclose()
 
 
 def run_subtitles(
@@ -92,17 +113,20 @@ def run_subtitles(
     source: str | None,
     script_id: str | None,
     server: str | None,
+    api_key: str | None,
     out: Path | None,
     settings: Settings | None,
 ) -> int:
     content = path.read_text(encoding="utf-8-sig")
 
     async def translate() -> str:
+        cues = _cue_count(path, content)
+        target, source_tag = await _checked_languages(server, settings, api_key, to, source)
         if server:
-            events = _remote_events(server, content, to, source, script_id)
+            events = _remote_events(server, api_key, content, target, source_tag, script_id)
         else:
             assert settings is not None
-            events = _local_events(settings, content, to, source, script_id)
+            events = _local_events(quiet(settings), content, target, source_tag, script_id)
         progress = Progress(
             TextColumn("subtitles"),
             BarColumn(),
@@ -114,7 +138,7 @@ def run_subtitles(
         )
         done: dict[str, Any] | None = None
         with progress:
-            bar = progress.add_task("cues", total=_cue_count(content))
+            bar = progress.add_task("cues", total=cues)
             async with aclosing(events) as stream:
                 async for name, data in stream:
                     if name == "cue":
@@ -131,8 +155,7 @@ def run_subtitles(
     try:
         translated = asyncio.run(translate())
     except TranslationFailed as exc:
-        _err(f"{exc.code}: {exc.message}")
-        return exc.exit_code
+        return exc.report()
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
@@ -150,36 +173,45 @@ def run_export(
     to: str,
     format: str,
     server: str | None,
+    api_key: str | None,
     out: Path | None,
     settings: Settings | None,
 ) -> int:
     async def fetch() -> str:
-        if server:
-            from dragoman.client import AsyncClient, DragomanClientError
-
-            async with AsyncClient(
-                server, timeout=60, api_key=os.environ.get("DRAGOMAN_API_KEY") or None
-            ) as client:
-                try:
-                    return await client.export(script_id, to, format)
-                except DragomanClientError as exc:
-                    raise TranslationFailed(exc.code, exc.message) from exc
+        from dragoman.client import DragomanClientError
         from dragoman.errors import DragomanError
         from dragoman.records.store import ANYONE
 
-        assert settings is not None
-        async with _InProcess(_quiet(settings), provider=False) as backend:
+        target, _ = await _checked_languages(server, settings, api_key, to, None)
+        async with backend(server, settings, api_key, provider=False) as where:
             try:
-                exported: str = await backend.runtime.scripts.export(script_id, ANYONE, to, format)
-            except DragomanError as exc:
+                if isinstance(where, _InProcess):
+                    scripts = where.runtime.scripts
+                    exported: str = await scripts.export(script_id, ANYONE, target, format)
+                    info = None if exported else await scripts.info(script_id, ANYONE)
+                else:
+                    exported = await where.client.export(script_id, target, format)
+                    info = None if exported else await where.client.script(script_id)
+            except (DragomanError, DragomanClientError) as exc:
+                if exc.code == "not_found":
+                    raise TranslationFailed(
+                        "not_found",
+                        f"no script {script_id} (dragoman scripts lists them).",
+                    ) from exc
                 raise TranslationFailed(exc.code, exc.message) from exc
-            return exported
+        if info is not None:  # nothing in this language: say what there is
+            languages = ", ".join(info["target_langs"]) or "none"
+            raise TranslationFailed(
+                "empty",
+                f"script {script_id} has no translated segment in {target} "
+                f"(its languages: {languages}).",
+            )
+        return exported
 
     try:
         exported = asyncio.run(fetch())
     except TranslationFailed as exc:
-        _err(f"{exc.code}: {exc.message}")
-        return exc.exit_code
+        return exc.report()
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     if out is not None:

@@ -6,6 +6,8 @@ Async on purpose: FastAPI runs plain functions in a thread pool, a hop per reque
 
 from __future__ import annotations
 
+import difflib
+import typing
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -74,10 +76,54 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _script_id: TypeAdapter[str] = TypeAdapter(ScriptId)
 
 
-def _located(exc: ValidationError, *loc: str) -> RequestValidationError:
+def _located(
+    exc: ValidationError, *loc: str, model: type[BaseModel] | None = None
+) -> RequestValidationError:
     # The shape FastAPI gives its own validation errors, for the same handler and messages.
-    errors: list[Any] = [{**error, "loc": (*loc, *error["loc"])} for error in exc.errors()]
+    errors: list[Any] = []
+    for error in exc.errors():
+        if error["type"] == "extra_forbidden" and model is not None:
+            error = {**error, "msg": _unknown_field(model, error["loc"])}
+        errors.append({**error, "loc": (*loc, *error["loc"])})
     return RequestValidationError(errors)
+
+
+def _unknown_field(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """What to say of a field the body's model does not have: the field it most likely
+    meant (`targetLang` -> `target_lang`), when one is close."""
+    known = list(_model_at(model, loc[:-1]).model_fields)
+    given = str(loc[-1])
+    squashed = {name.replace("_", "").lower(): name for name in known}
+    guess = squashed.get(given.replace("_", "").replace("-", "").lower())
+    if guess is None:
+        close = difflib.get_close_matches(given.lower(), known, n=1, cutoff=0.7)
+        guess = close[0] if close else None
+    if guess is not None:
+        return f"unknown field; did you mean {guess}?"
+    return f"unknown field; the fields are {', '.join(known)}"
+
+
+def _model_at(model: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model that validates the object at `path` inside a body of `model`."""
+    for part in path:
+        if isinstance(part, int):  # an item of a list: the list's model is already found
+            continue
+        field = model.model_fields.get(part)
+        inner = _inner_model(field.annotation) if field is not None else None
+        if inner is None:
+            break
+        model = inner
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):  # list[X], X | None, Annotated[X, ...]
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
 async def read_body(request: Request, model: type[ModelT]) -> ModelT:
@@ -93,7 +139,7 @@ async def read_body(request: Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
-        raise _located(exc, "body") from None
+        raise _located(exc, "body", model=model) from None
 
 
 def _is_json(content_type: str) -> bool:

@@ -32,7 +32,13 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 def _validation_message(details: list[dict[str, Any]], exc: RequestValidationError) -> str:
     if any(item.get("type") == "json_invalid" for item in exc.errors()):
         return "The request body is not valid JSON."
-    first = details[0] if details else {"field": "body", "problem": "invalid"}
+    # A misspelt field also makes the real one "missing": the misspelling is the news.
+    unknown = [
+        detail
+        for detail, item in zip(details, exc.errors(), strict=True)
+        if item.get("type") == "extra_forbidden"
+    ]
+    first = (unknown or details or [{"field": "body", "problem": "invalid"}])[0]
     return f"{first['field']}: {first['problem']}"
 
 

@@ -34,6 +34,7 @@ from dragoman.api.schemas import (
     GlossaryOut,
     LanguagesOut,
     ScriptOut,
+    ScriptPage,
     SegmentCreate,
     SubtitlesCreate,
     SubtitlesDone,
@@ -176,6 +177,22 @@ async def put_glossary(
 )
 async def get_glossary(script_id: ScriptIdPath, scripts: ScriptsDep, owner: OwnerDep) -> Any:
     return JSONResponse(await scripts.glossary(script_id, owner))
+
+
+@router.get(
+    "/v1/scripts",
+    summary="The caller's scripts, the last active first",
+    response_model=ScriptPage,
+    responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+)
+async def list_scripts(
+    scripts: ScriptsDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Any:
+    items, next_cursor = await scripts.list(owner, limit, cursor)
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 @router.get(

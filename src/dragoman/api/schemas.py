@@ -13,7 +13,7 @@ ScriptId = Annotated[str, Field(pattern=SCRIPT_ID_PATTERN, max_length=128)]
 class TranslateCompatIn(BaseModel):
     """Body of the original `POST /translate`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     lang: StrictStr = Field(description="Target language: a BCP-47 tag or a language name.")
     message: StrictStr = Field(description="The text to translate.")
@@ -23,7 +23,7 @@ class TranslateCompatIn(BaseModel):
 
 
 class TranslationCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     text: StrictStr
     target_lang: StrictStr = Field(examples=["ko-KR"])
@@ -40,7 +40,7 @@ class TranslationCreate(BaseModel):
 class SegmentCreate(BaseModel):
     """Body of `POST /v1/scripts/{script_id}/segments`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     text: StrictStr
     target_lang: StrictStr = Field(examples=["ko"])
@@ -56,7 +56,7 @@ class SegmentCreate(BaseModel):
 class SubtitlesCreate(BaseModel):
     """Body of `POST /v1/subtitles`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     content: StrictStr = Field(description="The SRT or WebVTT file.")
     target_lang: StrictStr = Field(examples=["ko"])
@@ -80,7 +80,7 @@ Term = Annotated[StrictStr, Field(min_length=1, max_length=100)]
 
 
 class GlossaryEntryIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     source: Term = Field(examples=["dragoman"])
     target: Term = Field(examples=["통역사"])
@@ -90,7 +90,7 @@ class GlossaryEntryIn(BaseModel):
 class GlossaryIn(BaseModel):
     """Body of `PUT /v1/scripts/{script_id}/glossary`: the whole glossary."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     entries: list[GlossaryEntryIn] = Field(max_length=500)
 
@@ -106,6 +106,11 @@ class ScriptOut(BaseModel):
     target_langs: list[str]
     created_at: str
     updated_at: str
+
+
+class ScriptPage(BaseModel):
+    items: list[ScriptOut]
+    next_cursor: str | None
 
 
 class ErrorBody(BaseModel):

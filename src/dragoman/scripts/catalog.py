@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dragoman.errors import DatabaseUnavailable, InvalidRequest, NotFound
 from dragoman.languages import LanguageCatalog
-from dragoman.records.store import Owner
+from dragoman.records.store import Owner, decode_cursor, encode_cursor
 from dragoman.scripts.files import render
 from dragoman.scripts.store import GlossaryEntry, ScriptStore
 
@@ -68,6 +68,18 @@ class Scripts:
         if info is None:
             raise NotFound("No such script.")
         return info
+
+    async def list(
+        self, owner: Owner, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the owner's scripts, the last active first, and the next page's cursor."""
+        after = decode_cursor(cursor) if cursor is not None else None
+        with _database():
+            items = await self.store.page(owner, limit + 1, after)
+        if len(items) <= limit:
+            return items, None
+        items = items[:limit]
+        return items, encode_cursor(items[-1]["updated_at"], items[-1]["script_id"])
 
     async def export(self, script_id: str, owner: Owner, target_lang: str, format: str) -> str:
         """The succeeded segments in this language, in order, as a file of this format."""

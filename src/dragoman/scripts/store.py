@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -180,6 +180,55 @@ class ScriptStore:
             "created_at": created_at,
             "updated_at": updated_at,
         }
+
+    async def page(
+        self, owner: Owner, limit: int, after: tuple[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Summaries of the owner's scripts (as `info` gives them), the last active first (by
+        their newest record, then id), starting after `(updated_at, script_id)`; at most
+        `limit`."""
+        c = _records.c
+        updated_at = func.max(c.created_at)
+        query = select(c.script_id, func.count(), func.min(c.created_at), updated_at).where(
+            c.script_id.is_not(None)
+        )
+        if owner is not ANYONE:
+            query = query.where(c.key_id == owner)
+        query = query.group_by(c.script_id)
+        if after is not None:
+            last_updated, last_id = after
+            query = query.having(
+                or_(
+                    updated_at < last_updated,
+                    and_(updated_at == last_updated, c.script_id < last_id),
+                )
+            )
+        query = query.order_by(updated_at.desc(), c.script_id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            ids = [row[0] for row in rows]
+            langs: dict[str, list[str]] = {script_id: [] for script_id in ids}
+            if ids:
+                pairs = (
+                    select(c.script_id, c.target_lang)
+                    .where(c.script_id.in_(ids))
+                    .distinct()
+                    .order_by(c.script_id, c.target_lang)
+                )
+                if owner is not ANYONE:
+                    pairs = pairs.where(c.key_id == owner)
+                for script_id, target_lang in (await conn.execute(pairs)).all():
+                    langs[script_id].append(target_lang)
+        return [
+            {
+                "script_id": script_id,
+                "segments": int(count),
+                "target_langs": langs[script_id],
+                "created_at": created_at,
+                "updated_at": updated,
+            }
+            for script_id, count, created_at, updated in rows
+        ]
 
     async def segments(
         self, script_id: str, owner: Owner, target_lang: str
