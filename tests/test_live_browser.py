@@ -113,7 +113,10 @@ def test_present_opens_a_session_shows_its_code_and_sends_lines(
     context = browser.new_context(**DESKTOP)
     page = context.new_page()
     try:
-        page.goto(f"{server.url}/present")
+        # The playground is where a speaker finds it.
+        page.goto(f"{server.url}/")
+        page.get_by_role("link", name="Give a live talk").click()
+        page.wait_for_url(f"{server.url}/present")
         page.wait_for_function("document.getElementById('langs').options.length > 5")
         page.fill("#title", "Sunday service")
         page.select_option("#langs", ["ko", "ja"])
