@@ -1,11 +1,11 @@
-"""The tables: `translations` (one row per accepted request), `api_keys`, and the scripts'
-glossaries and subtitle cues."""
+"""The tables: `translations` (one row per accepted request), `runners` (the processes that
+write them), `api_keys`, and the scripts' glossaries and subtitle cues."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, PrimaryKeyConstraint, String, Text, func
+from sqlalchemy import JSON, Float, Index, Integer, PrimaryKeyConstraint, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -38,6 +38,13 @@ class TranslationRow(Base):
     # Script segments only: their order per script, target language and key.
     segment_index: Mapped[int | None] = mapped_column(Integer)
     glossary_misses: Mapped[list[str] | None] = mapped_column(JSON)
+    # The upstream that answered (null when none did, and in records from before upstreams),
+    # and the attempts that failed before it: [{"upstream", "error": {"code", "message"}, "ms"}].
+    upstream: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Not public: the process that writes the record (`runners.py`), so that a record left
+    # `streaming` is finished as `interrupted` only once that process is gone.
+    runner: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_translations_created", "created_at", "id"),
@@ -55,6 +62,20 @@ class TranslationRow(Base):
             unique=True,
         ),
     )
+
+
+class RunnerRow(Base):
+    """A process that writes records, and when it was last seen (`runners.py`)."""
+
+    __tablename__ = "runners"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    # The pid's start time in clock ticks since boot ("" where unknown): a pid used again by
+    # another process after a crash is not taken for the runner.
+    started: Mapped[str] = mapped_column(String(32))
+    seen_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch
 
 
 class ApiKeyRow(Base):
