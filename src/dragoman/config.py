@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     )
 
     provider: Literal["local", "openai"] = "local"
+    # A TOML file of upstreams (pools, failover, breakers: docs/configuration.md); when set it
+    # replaces `provider` and the OPENAI_* variables.
+    upstreams: str | None = None
     model: str | None = None
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
@@ -79,6 +82,7 @@ class Settings(BaseSettings):
     @field_validator(
         "openai_base_url",
         "openai_api_key",
+        "upstreams",
         "model",
         "model_path",
         "engine_socket",

@@ -85,7 +85,7 @@ class Runtime:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings, mode: Mode) -> AsyncIterator[Runtime]:
-        openai = settings.provider == "openai"
+        openai = settings.provider == "openai" and not settings.upstreams
         if mode == "translate" and openai and not settings.resolved_api_key():
             raise InvalidRequest("the openai provider needs OPENAI_API_KEY or OPENAI_BASE_URL")
         runtime = cls(settings, mode)

@@ -122,6 +122,12 @@ class UsageOut(BaseModel):
     completion_tokens: int
 
 
+class AttemptOut(BaseModel):
+    upstream: str
+    error: ErrorBody
+    ms: int
+
+
 class TranslationPublic(BaseModel):
     id: str
     script_id: str | None
@@ -147,6 +153,15 @@ class TranslationPublic(BaseModel):
     glossary_misses: list[str] | None = Field(
         description="Source terms of the glossary entries that applied but whose target term "
         "is not in the translation (`null` when no entry applied)."
+    )
+    upstream: str | None = Field(
+        description="The upstream that answered (`null` when none did, and in records made "
+        "before upstreams were recorded)."
+    )
+    attempts: list[AttemptOut] | None = Field(
+        description="The attempts that failed before it, in order (`[]` when the first one "
+        "answered; when none answered, every attempt; `null` in records made before upstreams "
+        "were recorded)."
     )
 
 
