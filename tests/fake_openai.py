@@ -18,6 +18,12 @@ by a directive inside the user's text, so that one server covers every case:
   `closed[TAG]` is set when the client closes the connection before the end;
 - `[[errevent:N]]`: N pieces, then an `error` object inside the stream.
 
+`fail` (or `--fail` standalone) makes every chat request fail the same way, whatever its text,
+as a broken upstream does: `refuse` (500), `rate_limit` (429), `close`, `hang` (no answer),
+`errevent` (an `error` object before any piece). Its model list still answers, unless `fail` is
+`down`: then every request, the model list too, is answered 503. `GET /fake/stats` answers
+`{"chat_requests": N}`.
+
 In benchmark mode (`python -m tests.fake_openai`) every request streams the same pieces, and
 `POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing.
 
@@ -53,6 +59,9 @@ class FakeOpenAI:
         self.pieces_per_request = pieces_per_request
         self.piece = piece
         self.delay_s = 0.0
+        # Every chat request fails this way (see the module's description); None: as directed.
+        self.fail: str | None = None
+        self.chat_requests = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -102,6 +111,7 @@ class FakeOpenAI:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+        self._loop = None
 
     async def serve_forever(self, port: int) -> None:
         """Run in the current event loop (the benchmark's separate process)."""
@@ -144,6 +154,14 @@ class FakeOpenAI:
         writer: asyncio.StreamWriter,
         head_info: dict[str, Any],
     ) -> bool:
+        if self.fail == "down":
+            self._json(writer, 503, {"error": {"message": "fake down"}})
+            await writer.drain()
+            return True
+        if method == "GET" and path == "/fake/stats":
+            self._json(writer, 200, {"chat_requests": self.chat_requests})
+            await writer.drain()
+            return True
         if method == "GET" and path.rstrip("/").endswith("/models"):
             data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
             self._json(writer, 200, data)
@@ -162,13 +180,17 @@ class FakeOpenAI:
             await writer.drain()
             return True
         request = json.loads(body)
-        self.requests.append(request)
-        self.request_heads.append(head_info)
+        self.chat_requests += 1
+        if self.pieces_per_request is None:  # kept for the tests, not in benchmark mode
+            self.requests.append(request)
+            self.request_heads.append(head_info)
         user = next(
             (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
         )
         match = DIRECTIVE.search(user)
         mode, arg = (match.group(1), match.group(2) or "") if match else ("echo", "")
+        if self.fail is not None:
+            mode, arg = _FAILURES[self.fail]
         if mode == "error":
             status = int(arg)
             extra = {"Retry-After": "7"} if status == 429 else {}
@@ -331,6 +353,15 @@ class FakeOpenAI:
         writer.write(b"0\r\n\r\n")
 
 
+_FAILURES = {
+    "refuse": ("error", "500"),
+    "rate_limit": ("error", "429"),
+    "close": ("close", ""),
+    "hang": ("hang", ""),
+    "errevent": ("errevent", "0"),
+}
+
+
 def _delta(text: str) -> bytes:
     chunk = {
         "id": "c",
@@ -351,9 +382,13 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=283)
     parser.add_argument("--piece", default="tok ")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between pieces")
+    parser.add_argument("--fail", choices=[*_FAILURES, "down"], help="every request fails so")
+    parser.add_argument("--model", default="fake-model", help="the model it lists")
     args = parser.parse_args()
     fake = FakeOpenAI(pieces_per_request=args.pieces, piece=args.piece)
     fake.delay_s = args.delay
+    fake.fail = args.fail
+    fake.models = [args.model]
     uvloop.run(fake.serve_forever(args.port))
 
 
