@@ -30,6 +30,8 @@ from pathlib import Path
 # A runner refreshes its row this often, and is taken for dead when it has not for STALE_S.
 BEAT_S = 10.0
 STALE_S = 45.0
+# A row not refreshed for this long is deleted (a runner that stops cleanly deletes its own).
+FORGET_S = 86400.0
 
 
 def _start_ticks(pid: int) -> str:

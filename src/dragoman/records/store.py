@@ -134,9 +134,17 @@ class _Write:
 
 
 class RecordStore:
-    def __init__(self, url: str, *, outage_wait_s: float = OUTAGE_WAIT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        outage_wait_s: float = OUTAGE_WAIT_S,
+        beat_s: float = runners.BEAT_S,
+    ) -> None:
         self.engine = make_engine(url)
         self._outage_wait_s = outage_wait_s
+        # This process's runner row is refreshed this often; gone runners are swept every 3.
+        self._beat_s = beat_s
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._beater: asyncio.Task[None] | None = None
@@ -208,8 +216,8 @@ class RecordStore:
     async def _beat_loop(self) -> None:
         """An idle writer still refreshes this process's runner row (and sweeps orphans)."""
         while True:
-            await asyncio.sleep(runners.BEAT_S / 2)
-            if time.monotonic() >= self._next_beat - 1.0:
+            await asyncio.sleep(self._beat_s / 2)
+            if time.monotonic() >= self._next_beat - self._beat_s / 10:
                 self._enqueue("beat", None)
 
     async def _write_loop(self) -> None:
@@ -304,9 +312,9 @@ class RecordStore:
             await self._drop_connection()
         else:
             if beat:
-                self._next_beat = now + runners.BEAT_S
+                self._next_beat = now + self._beat_s
                 if now >= self._next_sweep:
-                    self._next_sweep = now + 3 * runners.BEAT_S
+                    self._next_sweep = now + 3 * self._beat_s
         self.failing = error is not None
         return error
 
@@ -428,7 +436,7 @@ class RecordStore:
 
 async def _finish_orphans(conn: AsyncConnection) -> int:
     """Finish the `streaming` records whose runner is gone (`runners.py`); drop the rows of
-    runners that are gone. Returns the count of records finished."""
+    runners not seen for a day. Returns the count of records finished."""
     now = time.time()
     me = runners.current_id()
     live: list[str] = []
@@ -441,8 +449,9 @@ async def _finish_orphans(conn: AsyncConnection) -> int:
         else:
             dead.append(row.id)
     (live if runners.this_process_writes() else dead).append(me)
-    if dead:
-        await conn.execute(delete(_runners).where(_runners.c.id.in_(dead)))
+    # Rows of runners that stopped cleanly are deleted by them; those of dead ones stay a while,
+    # so that a record they left is known for an orphan at once, however young.
+    await conn.execute(delete(_runners).where(_runners.c.seen_at < now - runners.FORGET_S))
     # A record with no runner row may be a starting runner's, written before its first beat.
     cutoff = now_rfc3339(now - runners.STALE_S)
     c = _table.c
