@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Set by `dragoman serve` for its workers: the socket of the engine it supervises.
     engine_socket: str | None = None
     database_url: str = "sqlite+aiosqlite:///./dragoman.db"
+    # How long a record's write waits for a database that cannot be reached (records/store.py):
+    # a shorter outage delays the ends and starts of streams instead of failing them.
+    database_wait_s: float = Field(default=10.0, ge=0)
     max_text_chars: int = Field(default=10_000, ge=1)
     first_token_timeout_s: float = Field(default=30.0, gt=0)
     idle_timeout_s: float = Field(default=30.0, gt=0)

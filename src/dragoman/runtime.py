@@ -51,7 +51,7 @@ class Runtime:
     def __init__(self, settings: Settings, mode: Mode) -> None:
         self.settings = settings
         self.mode = mode
-        self.store = RecordStore(settings.database_url)
+        self.store = RecordStore(settings.database_url, outage_wait_s=settings.database_wait_s)
         self.keys = KeyStore(self.store.engine)
         self.keys_required = mode == "server" and keys_required(settings)
         self.quotas = Quotas(settings) if self.keys_required else None
