@@ -171,7 +171,10 @@ def test_the_request_s_own_fault_is_not_tried_elsewhere(
     assert [a["upstream"] for a in record["attempts"]] == ["first"]
     # No failure of the upstream: its breaker (1 failure opens it) stays closed.
     states = client.get("/readyz").json()["upstreams"]
-    assert states == [{"name": "first", "state": "healthy"}, {"name": "second", "state": "healthy"}]
+    assert [(u["name"], u["state"]) for u in states] == [
+        ("first", "healthy"),
+        ("second", "healthy"),
+    ]
 
 
 def test_the_breaker_opens_then_a_trial_closes_it(
@@ -191,8 +194,8 @@ def test_the_breaker_opens_then_a_trial_closes_it(
     assert flaky.chat_requests == 3 and good.chat_requests == 10
     ready = client.get("/readyz").json()
     assert ready["upstreams"] == [
-        {"name": "flaky-b", "state": "open"},
-        {"name": "good-b", "state": "healthy"},
+        {"name": "flaky-b", "state": "open", "ready": True},  # its model list still answers
+        {"name": "good-b", "state": "healthy", "ready": True},
     ]
     assert _metric(client, "dragoman_upstream_breaker_open", upstream="flaky-b") == 1
     assert (
@@ -228,7 +231,8 @@ def test_a_failed_health_check_opens_the_breaker_without_any_request(
 ) -> None:
     down, good = fakes("down"), fakes()
     client = routed(
-        [openai("down", down), openai("good", good, pool="fallback")], health_check_s=0.2
+        [openai("down", down, model="fake-model"), openai("good", good, pool="fallback")],
+        health_check_s=0.2,
     )
     assert wait_until(lambda: client.get("/readyz").json()["upstreams"][0]["state"] == "open")
     record = client.post("/v1/translations", json=BODY).json()
@@ -360,3 +364,50 @@ def test_serve_stops_on_a_bad_upstreams_file_naming_the_line(tmp_path: Path) -> 
         f'dragoman: upstreams file {path}, line 3: upstream "gpu": kind: must be "openai" or '
         '"local", not "vllm".'
     )
+
+
+def test_the_embedded_model_as_the_last_resort(
+    make_server: Callable[..., ServerThread], fakes: Callable[..., FakeOpenAI], tmp_path: Path
+) -> None:
+    refusing, hosted = fakes("refuse"), fakes(model="hosted-model")
+    path = upstreams_file(
+        tmp_path,
+        [
+            openai("gpu", refusing),
+            {"name": "embedded", "kind": "local"},
+            openai("hosted", hosted, model="hosted-model"),
+        ],
+        # The embedded model's first piece may take long on a busy machine: no failover for it.
+        first_token_timeout_s=100,
+    )
+    server = make_server(upstreams=path, local_threads=2, first_token_timeout_s=120)
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        # Ready as soon as one upstream is; the engine loads its model meanwhile.
+        assert wait_until(lambda: client.get("/readyz").status_code == 200, seconds=120)
+
+        def states() -> list[tuple[str, bool]]:
+            return [(u["name"], u["ready"]) for u in client.get("/readyz").json()["upstreams"]]
+
+        assert wait_until(lambda: ("embedded", True) in states(), seconds=120)
+        assert states() == [("gpu", True), ("embedded", True), ("hosted", True)]
+        ready = client.get("/readyz").json()
+        assert "engine" in ready  # the embedded engine's process, as with DRAGOMAN_PROVIDER=local
+        record = client.post(
+            "/v1/translations",
+            json={"text": "Thank you very much.", "target_lang": "ko", "stream": False},
+        ).json()
+        assert record["status"] == "succeeded" and record["translation"]
+        assert (record["upstream"], record["provider"], record["model"]) == (
+            "embedded",
+            "local",
+            "gemma-3-270m (Q4_K_M)",
+        )
+        assert record["source_lang"] == "en"  # detected first: the embedded model needs it
+        assert [a["upstream"] for a in record["attempts"]] == ["gpu"]
+        # A language the embedded model does not offer goes past it, to the next that does.
+        record = client.post(
+            "/v1/translations", json={"text": "Thank you.", "target_lang": "sw", "stream": False}
+        ).json()
+        assert record["upstream"] == "hosted" and record["model"] == "hosted-model"
+        assert [a["upstream"] for a in record["attempts"]] == ["gpu"]
+        assert hosted.chat_requests == 1

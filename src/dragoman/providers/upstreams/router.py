@@ -70,7 +70,17 @@ _REQUEST_FAULTS = frozenset({400, 413, 422})
 class Upstream:
     """One upstream: its provider, breaker, weight and load."""
 
-    __slots__ = ("_current", "bases", "breaker", "in_flight", "name", "pool", "provider", "weight")
+    __slots__ = (
+        "_current",
+        "bases",
+        "breaker",
+        "in_flight",
+        "name",
+        "pool",
+        "provider",
+        "ready",
+        "weight",
+    )
 
     def __init__(
         self, name: str, provider: Provider, pool: str, weight: int, breaker: Breaker
@@ -83,6 +93,9 @@ class Upstream:
         self.bases = frozenset(provider.languages.bases)
         self.in_flight = 0
         self._current = 0  # smooth weighted round robin
+        # Its provider's readiness at the last probe (a local engine still loading, a server
+        # whose model is not discovered yet): passed over while another is ready.
+        self.ready = provider.is_ready()
 
     def offers(self, target: str, source: str | None) -> bool:
         return target in self.bases and (source is None or source in self.bases)
@@ -196,22 +209,21 @@ class RoutedProvider:
         return self.upstreams[0].provider.model
 
     async def start(self) -> None:
-        results = await asyncio.gather(
-            *(u.provider.start() for u in self.upstreams), return_exceptions=True
-        )
-        for upstream, result in zip(self.upstreams, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error(
-                    "upstream_start_failed", upstream=upstream.name, error=type(result).__name__
-                )
         if self._single:
-            first = results[0]
-            if isinstance(first, BaseException):
-                raise first
+            await self.upstreams[0].provider.start()
             return
-        await self.check_ready()
         if self._health is None:
             self._health = asyncio.create_task(self._health_loop(), name="dragoman-upstreams")
+        # Each upstream is probed once started: a quick one is used while a slow one (an
+        # engine loading its model) gets ready.
+        await asyncio.gather(*(self._start_one(u) for u in self.upstreams))
+
+    async def _start_one(self, upstream: Upstream) -> None:
+        try:
+            await upstream.provider.start()
+        except Exception as exc:
+            log.error("upstream_start_failed", upstream=upstream.name, error=type(exc).__name__)
+        await self._probe(upstream)
 
     def is_ready(self) -> bool:
         return any(u.provider.is_ready() and u.breaker.state != "open" for u in self.upstreams)
@@ -240,11 +252,14 @@ class RoutedProvider:
             ok and u.breaker.state != "open" for u, ok in zip(self.upstreams, answers, strict=True)
         )
 
-    def upstream_states(self) -> list[dict[str, str]] | None:
-        """For /readyz: each upstream's breaker state, when there is more than one."""
+    def upstream_states(self) -> list[dict[str, object]] | None:
+        """For /readyz, when there is more than one upstream: each one's breaker state, and
+        whether it was ready at its last probe."""
         if self._single:
             return None
-        return [{"name": u.name, "state": u.breaker.state} for u in self.upstreams]
+        return [
+            {"name": u.name, "state": u.breaker.state, "ready": u.ready} for u in self.upstreams
+        ]
 
     async def aclose(self) -> None:
         if self._health is not None:
@@ -255,11 +270,16 @@ class RoutedProvider:
     # Health.
 
     async def _probe(self, upstream: Upstream) -> bool:
+        """A readiness probe; its verdict feeds the breaker, unless the upstream is still
+        getting ready (an engine loading its model is not a failing upstream)."""
         try:
             ok = await upstream.provider.check_ready()
         except Exception as exc:
             log.warning("upstream_probe_failed", upstream=upstream.name, error=type(exc).__name__)
             ok = False
+        upstream.ready = ok
+        if not upstream.provider.is_ready():
+            return False
         if not ok and upstream.breaker.state == "healthy":
             log.warning("upstream_unhealthy", upstream=upstream.name)
         upstream.breaker.health(ok)
@@ -275,13 +295,16 @@ class RoutedProvider:
     def _pick(
         self, target: str | None, source: str | None, tried: set[str], avoid: frozenset[str]
     ) -> Upstream | None:
-        passes = (tried | avoid, tried) if avoid else (tried,)
-        for excluded in passes:
+        """The upstream for the next attempt. Passed over while another can take it: the ones
+        to avoid, then the ones not ready (they are waited for when nothing else is left)."""
+        passes = [(tried | avoid, True), (tried, True), (tried, False)]
+        for excluded, ready_only in passes if avoid else passes[1:]:
             for pool in self._pools:
                 candidates = [
                     u
                     for u in pool
                     if u.name not in excluded
+                    and (u.ready or not ready_only)
                     and u.breaker.allows()
                     and (target is None or u.offers(target, source))
                 ]
