@@ -170,6 +170,8 @@ def _metrics(port: int) -> dict[tuple[str, str], float]:
                 found[(sample.labels["upstream"], sample.labels["outcome"])] = sample.value
             elif sample.name == "dragoman_upstream_fallbacks_total":
                 found[(sample.labels["upstream"], "fell back")] = sample.value
+            elif sample.name == "dragoman_upstream_retries_refused_total":
+                found[("", "retries refused")] = sample.value
     return found
 
 
@@ -355,6 +357,9 @@ def report(
             f"| {name} | {run.done + run.failed} | {run.failed} | {_pct(run.ttft_ms, 0.5):.1f} | "
             f"{_pct(run.ttft_ms, 0.99):.1f} | {max(run.ttft_ms, default=float('nan')):.1f} |"
         )
+    refused = failover.outcomes.get(("", "retries refused"), 0.0)
+    print()
+    print(f"Retries the retry budget refused: {refused:.0f}.")
     verdict = "within" if p99 <= bound else "ABOVE"
     print()
     print(

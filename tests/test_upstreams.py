@@ -282,7 +282,7 @@ def test_the_retry_budget_keeps_an_outage_from_multiplying_requests(
         [openai("one", one), openai("two", two, pool="fallback")],
         breaker_failures=1000,  # breakers out of the way: the budget alone
         retry_budget=0,
-        retry_budget_min=3,
+        retry_budget_min_per_s=0.3,  # 3 in the 10 s window
     )
     refused_before = _metric(client, "dragoman_upstream_retries_refused_total")
     statuses = [client.post("/v1/translations", json=BODY).status_code for _ in range(10)]

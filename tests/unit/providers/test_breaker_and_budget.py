@@ -101,7 +101,7 @@ def test_a_disabled_breaker_never_opens() -> None:
 
 def test_retries_are_a_share_of_the_requests_plus_a_minimum() -> None:
     clock = Clock()
-    budget = RetryBudget(0.2, 2, clock=clock)
+    budget = RetryBudget(0.2, 0.2, clock=clock)  # a reserve of 2 per 10 s
     for _ in range(10):
         budget.request()
     # 2 + 20% of 10 requests.

@@ -44,7 +44,7 @@ def _router(
     router = RoutedProvider(
         built,
         first_token_timeout_s=deadline_s,
-        budget=budget or RetryBudget(1.0, 100),
+        budget=budget or RetryBudget(1.0, 10),
         health_check_s=60,
     )
     return router, providers
@@ -204,7 +204,7 @@ async def test_open_upstreams_get_nothing_and_all_open_is_a_fast_error() -> None
 
 
 async def test_the_retry_budget_ends_requests_after_their_first_attempt() -> None:
-    router, providers = _router([("a", 1)], [("b", 1)], failures=1000, budget=RetryBudget(0.0, 1))
+    router, providers = _router([("a", 1)], [("b", 1)], failures=1000, budget=RetryBudget(0.0, 0.1))
     outcomes = []
     for _ in range(3):
         state = StreamState()

@@ -46,7 +46,7 @@ def test_a_good_file() -> None:
     assert config.first_token_timeout_s == 2.5
     assert config.breaker_failures == 3
     assert config.breaker_cooldown_s == 30  # the defaults
-    assert config.retry_budget == 0.2 and config.retry_budget_min == 10
+    assert config.retry_budget == 0.2 and config.retry_budget_min_per_s == 10
     names = [(s.name, s.kind, s.pool, s.weight) for s in config.upstreams]
     assert names == [
         ("gpu-a", "openai", "qwen", 2),  # a pool by default: its model
@@ -86,7 +86,7 @@ OK = {"name": "a", "kind": "openai", "base_url": "http://127.0.0.1:1/v1"}
             "\n\nbreaker_cooldown = 30\n" + _upstream(**OK),
             ', line 3: unknown setting "breaker_cooldown" (known: breaker_cooldown_s, '
             "breaker_failures, first_token_timeout_s, health_check_s, retry_budget, "
-            "retry_budget_min, upstream).",
+            "retry_budget_min_per_s, upstream).",
         ),
         (
             "breaker_failures = 0\n" + _upstream(**OK),

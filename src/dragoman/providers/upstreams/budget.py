@@ -1,7 +1,9 @@
 """The retry budget: retries (every attempt after a request's first) may be at most `ratio` of
-the requests of the last `WINDOW_S` seconds, plus `minimum` per window (Finagle's and Envoy's
-retry budgets). When every upstream fails, requests then end after their first attempt, with
-its error, instead of each multiplying the load on upstreams already in trouble."""
+the requests of the last `WINDOW_S` seconds, plus `min_per_s` a second (Finagle's retry budget,
+whose defaults these are: 20%, 10 a second, over 10 s). When every upstream fails, requests then
+end after their first attempt, with its error, instead of each multiplying the load on
+upstreams already in trouble; while a few fail, the reserve lets them all move on, whatever the
+traffic."""
 
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ class RetryBudget:
     __slots__ = ("_clock", "_minimum", "_ratio", "_requests", "_retries", "_seconds")
 
     def __init__(
-        self, ratio: float, minimum: int, *, clock: Callable[[], float] = time.monotonic
+        self, ratio: float, min_per_s: float, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._ratio = ratio
-        self._minimum = minimum
+        self._minimum = min_per_s * WINDOW_S
         self._clock = clock
         # One bucket per second of the window: which second it holds, and its counts.
         self._seconds = [-1] * WINDOW_S

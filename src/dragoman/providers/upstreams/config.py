@@ -5,7 +5,7 @@
     breaker_cooldown_s = 30         # then one request is let through to try it again
     health_check_s = 10             # how often every upstream's model list is asked for
     retry_budget = 0.2              # retries: at most this share of the requests (10 s window)
-    retry_budget_min = 10           # ...plus this many per 10 s, whatever the traffic
+    retry_budget_min_per_s = 10     # ...plus this many a second, whatever the traffic
 
     [[upstream]]
     name = "gpu-a"                  # letters, digits, - and _
@@ -66,7 +66,7 @@ class UpstreamsConfig:
     breaker_cooldown_s: float = 30.0
     health_check_s: float = 10.0
     retry_budget: float = 0.2
-    retry_budget_min: int = 10
+    retry_budget_min_per_s: float = 10.0
 
     def pools(self) -> list[tuple[str, list[UpstreamSpec]]]:
         """The pools in the order they first appear, each with its upstreams in file order."""
@@ -153,7 +153,7 @@ class _Reader:
             "breaker_cooldown_s",
             "health_check_s",
             "retry_budget",
-            "retry_budget_min",
+            "retry_budget_min_per_s",
             "upstream",
         }
         for key in data:
@@ -169,7 +169,7 @@ class _Reader:
             ("breaker_cooldown_s", 0.0, False),
             ("health_check_s", 0.0, False),
             ("retry_budget", 0.0, False),
-            ("retry_budget_min", 0, True),
+            ("retry_budget_min_per_s", 0.0, False),
         ):
             if key in data:
                 values[key] = self.number(data[key], key, low, integer)

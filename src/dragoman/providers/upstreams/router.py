@@ -161,7 +161,7 @@ class RoutedProvider:
         return cls(
             [[upstream]],
             first_token_timeout_s=None,
-            budget=RetryBudget(0.0, 0),
+            budget=RetryBudget(0.0, 0.0),
             health_check_s=0.0,
         )
 
@@ -197,7 +197,7 @@ class RoutedProvider:
         return cls(
             pools,
             first_token_timeout_s=config.first_token_timeout_s,
-            budget=RetryBudget(config.retry_budget, config.retry_budget_min),
+            budget=RetryBudget(config.retry_budget, config.retry_budget_min_per_s),
             health_check_s=config.health_check_s,
             job_first_token_s=settings.first_token_timeout_s,
         )
