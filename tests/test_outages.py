@@ -130,3 +130,24 @@ async def test_postgresql_down_longer_than_the_wait_no_record_stays_streaming(
         postgres.url, "SELECT status, error_code, count(*) FROM translations GROUP BY 1, 2"
     )[0]
     assert sorted(rows) == [("failed", "database_unavailable", 10), ("succeeded", None, 1)]
+
+
+async def test_a_postgresql_restart_between_requests_is_not_seen(
+    make_server: Callable[..., ServerThread], postgres: PostgresProcess
+) -> None:
+    """The connections open before a restart are dead after it: the next write finds out and
+    goes again on a fresh one."""
+    server = make_server(database_url=postgres.url)
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+        first = await _translate(client, 0, 0.0)
+        assert first.done is not None
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.to_thread(postgres.start)
+        # A read first, then writes.
+        answer = await client.get(f"/v1/translations/{first.record_id}")
+        assert answer.status_code == 200 and answer.json()["status"] == "succeeded"
+        for n in range(1, 4):
+            outcome = await _translate(client, n, 0.0)
+            assert outcome.status == 200 and outcome.done is not None, outcome
+            record = (await client.get(f"/v1/translations/{outcome.record_id}")).json()
+            assert record["status"] == "succeeded"

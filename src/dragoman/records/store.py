@@ -239,15 +239,19 @@ class RecordStore:
         """Commit `batch`; returns the writes to try again (the database cannot be reached and
         their time is not up)."""
         error = await self._commit(batch)
+        if error is not None:
+            if not await self._reachable():
+                now = time.monotonic()
+                self._settle([w for w in batch if w.deadline <= now], error)
+                return [w for w in batch if w.deadline > now]
+            # The database answers: what failed may have been this writer's connection (to a
+            # server restarted since): once more, on a fresh one.
+            error = await self._commit(batch)
         if error is None:
             self._settle(batch, None)
             if self._late:
                 await self._write_late()
             return []
-        if not await self._reachable():
-            now = time.monotonic()
-            self._settle([w for w in batch if w.deadline <= now], error)
-            return [w for w in batch if w.deadline > now]
         if len(batch) > 1:
             # One bad record must not sink the others that shared its transaction.
             again: list[_Write] = []
