@@ -238,9 +238,13 @@ def test_a_failed_health_check_opens_the_breaker_without_any_request(
     record = client.post("/v1/translations", json=BODY).json()
     assert record["upstream"] == "good" and record["attempts"] == []
     assert down.chat_requests == 0
-    # Back, it is tried again once its cool-down is over (30 s by default: not here).
+    # Back: the next health check passes, and a health check opened it, so it is tried at once
+    # (not after its 30 s cool-down); the trial answers and closes it.
     down.fail = None
-    assert client.get("/readyz").json()["upstreams"][0]["state"] == "open"
+    assert wait_until(lambda: client.get("/readyz").json()["upstreams"][0]["state"] == "half_open")
+    record = client.post("/v1/translations", json=BODY).json()
+    assert record["upstream"] == "down" and record["attempts"] == []
+    assert client.get("/readyz").json()["upstreams"][0]["state"] == "healthy"
 
 
 def test_every_upstream_open_is_a_fast_clear_error(

@@ -80,8 +80,12 @@ def test_an_answer_then_a_break_off_counts_as_a_failure() -> None:
 def test_health_checks_open_it_and_hold_it_open() -> None:
     clock = Clock()
     breaker = _breaker(clock)
-    breaker.health(False)
+    for _ in range(3):
+        breaker.failed(False)
     assert breaker.state == "open"
+    breaker.health(True)  # its model list answers: requests opened it, the cool-down decides
+    assert breaker.state == "open"
+    breaker.health(False)
     clock.now += 60  # cool-down long over, but the upstream still does not answer
     assert breaker.state == "open" and not breaker.allows()
     breaker.health(True)
@@ -89,6 +93,22 @@ def test_health_checks_open_it_and_hold_it_open() -> None:
     assert breaker.take()
     breaker.answered(True)
     assert breaker.state == "healthy"
+
+
+def test_a_breaker_a_health_check_opened_is_tried_as_soon_as_one_passes() -> None:
+    clock = Clock()
+    breaker = _breaker(clock)
+    breaker.health(False)  # not up yet
+    assert breaker.state == "open"
+    clock.now += 5
+    breaker.health(True)  # up: tried at once, not after the cool-down
+    assert breaker.state == "half_open"
+    assert breaker.take()
+    breaker.failed(True)  # the trial failed: now a whole cool-down
+    breaker.health(True)
+    assert breaker.state == "open"
+    clock.now += 30
+    assert breaker.state == "half_open"
 
 
 def test_a_disabled_breaker_never_opens() -> None:

@@ -2,6 +2,7 @@
 
     healthy ──(`failures` failures in a row, or a failed health check)──▶ open
     open ──(cool-down over, and the last health check did not fail)──▶ half_open
+    open ──(opened by a health check: the next one passes)──▶ half_open
     half_open ──(one trial request: its first piece)──▶ healthy
     half_open ──(the trial fails before its first piece)──▶ open (a new cool-down)
 
@@ -10,8 +11,10 @@ time) or a stream that broke off after it; a stream that ends well sets the coun
 While open, the upstream gets no request; half-open, exactly one at a time (the trial); a
 trial that ends without a verdict (its client left) frees the place for the next. A health
 check that fails opens a healthy breaker at once and keeps an open one open after its
-cool-down (no trial is spent on an upstream that cannot even list its models); one that
-passes lets the cool-down decide.
+cool-down (no trial is spent on an upstream that cannot even list its models). One that passes
+makes a breaker that a health check opened half-open at once (an upstream that was not up yet
+when dragoman started is used as soon as it answers); a breaker that requests opened waits out
+its cool-down (a server can list its models and still fail every request).
 
 A disabled breaker (the only upstream: nowhere else to send a request) never opens.
 """
@@ -33,6 +36,7 @@ class Breaker:
         "_health_ok",
         "_on_change",
         "_opened_at",
+        "_opened_by_health",
         "_threshold",
         "_trial_out",
         "enabled",
@@ -57,6 +61,7 @@ class Breaker:
         self._opened_at: float | None = None
         self._trial_out = False
         self._health_ok = True
+        self._opened_by_health = False
 
     @property
     def state(self) -> State:
@@ -115,6 +120,9 @@ class Breaker:
         self._health_ok = ok
         if not ok and self._opened_at is None:
             self._open()
+            self._opened_by_health = self._opened_at is not None
+        elif ok and self._opened_by_health and self._opened_at is not None:
+            self._opened_at = min(self._opened_at, self._clock() - self._cooldown_s)
 
     def _open(self) -> None:
         if not self.enabled:
@@ -122,6 +130,7 @@ class Breaker:
             return
         was_open = self._opened_at is not None
         self._opened_at = self._clock()
+        self._opened_by_health = False
         if not was_open and self._on_change is not None:
             self._on_change(True)
 
