@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from dragoman.errors import Cancelled, DragomanError
@@ -23,7 +23,16 @@ class StreamState:
     can take the request (a translation that failed after its first piece on one of them,
     asked again)."""
 
-    __slots__ = ("_trying", "attempts", "avoid", "model", "provider", "upstream", "usage")
+    __slots__ = (
+        "_on_end",
+        "_trying",
+        "attempts",
+        "avoid",
+        "model",
+        "provider",
+        "upstream",
+        "usage",
+    )
 
     def __init__(self, avoid: frozenset[str] = frozenset()) -> None:
         self.usage: Usage | None = None
@@ -33,6 +42,8 @@ class StreamState:
         self.model: str | None = None
         self.attempts: list[dict[str, Any]] = []
         self._trying: tuple[str, float] | None = None
+        # Told the job's end (its error, None when it succeeded) once an upstream answered.
+        self._on_end: Callable[[DragomanError | None], None] | None = None
 
     # Written by the provider.
 
@@ -51,11 +62,13 @@ class StreamState:
                 {"upstream": upstream, "error": error.body()["error"], "ms": _ms_since(started)}
             )
 
-    def answered(self) -> None:
-        """The attempt in progress sent its first piece: its upstream answers the request."""
+    def answered(self, on_end: Callable[[DragomanError | None], None] | None = None) -> None:
+        """The attempt in progress sent its first piece: its upstream answers the request.
+        `on_end` is told how the job ended (`settle`)."""
         if self._trying is not None:
             self.upstream = self._trying[0]
             self._trying = None
+        self._on_end = on_end
 
     # Read by the job.
 
@@ -71,6 +84,9 @@ class StreamState:
         client leaving, a cancel or a shutdown) is one that failed, with the job's error."""
         self.failed(error or Cancelled())
         self.name_upstream(record)
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end(error)
 
 
 def _ms_since(started: float) -> int:

@@ -16,6 +16,7 @@ from dragoman.providers.base import StreamState
 from dragoman.providers.upstreams.breaker import Breaker
 from dragoman.providers.upstreams.budget import RetryBudget
 from dragoman.providers.upstreams.router import RoutedProvider, Upstream
+from dragoman.records.record import Record
 from tests.unit.fakes import END, FedProvider, FedStream
 
 
@@ -48,6 +49,12 @@ def _router(
         health_check_s=60,
     )
     return router, providers
+
+
+def _record() -> Record:
+    return Record(
+        text="hello", target_lang="ko", source_lang="en", script_id=None, provider="a", model="m"
+    )
 
 
 def _task() -> TranslationTask:
@@ -238,13 +245,45 @@ async def test_a_request_ended_from_outside_leaves_no_verdict_and_frees_its_plac
     upstream = router.upstreams[0]
     assert upstream.in_flight == 0 and upstream.breaker.state == "healthy"
     assert providers["a"].streams[-1].closed.is_set()
-    from dragoman.records.record import Record
-
-    record = Record(
-        text="hello", target_lang="ko", source_lang="en", script_id=None, provider="a", model="m"
-    )
+    record = _record()
     state.settle(record, UpstreamTimeout())
     assert [(a["upstream"], a["error"]["code"]) for a in record.attempts] == [
         ("a", "upstream_timeout")
     ]
     assert record.upstream is None
+
+
+async def test_the_verdict_on_the_answering_upstream_comes_at_the_job_s_end() -> None:
+    router, providers = _router([("a", 1)], [("b", 1)], failures=2)
+    breaker = router.upstreams[0].breaker
+
+    async def answered_by_a(end: object, error: DragomanError | None) -> None:
+        state = StreamState()
+        stream = router.stream(_task(), state)
+        reading = asyncio.ensure_future(_first(stream))
+        (await _opened(providers["a"])).put(["one"], end)
+        assert await reading == ["one"]
+        if end is END:
+            with pytest.raises(StopAsyncIteration):
+                await anext(stream)
+        await stream.aclose()
+        state.settle(_record(), error)  # as the job does: closed, then its record filled
+
+    # Broke off after the first piece, twice: that is two failures in a row, and it opens.
+    await answered_by_a(UpstreamError("broke off"), UpstreamError("broke off"))
+    # A client that left mid-stream (no error, the stream not at its end): no verdict.
+    await answered_by_a(Queued(0), None)
+    assert breaker.state == "healthy"
+    await answered_by_a(UpstreamError("broke off"), UpstreamError("broke off"))
+    assert breaker.state == "open"
+
+
+async def test_a_stream_that_ends_well_starts_the_count_again() -> None:
+    router, providers = _router([("a", 1)], [("b", 1)], failures=2)
+    breaker = router.upstreams[0].breaker
+    breaker.failed(False)
+    state = StreamState()
+    assert await _complete(router, providers, state) == "a"
+    state.settle(_record(), None)
+    breaker.failed(False)  # one failure again, not two in a row
+    assert breaker.state == "healthy"

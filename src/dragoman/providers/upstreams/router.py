@@ -38,7 +38,7 @@ before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import openai
@@ -331,108 +331,168 @@ class RoutedProvider:
     def stream(
         self, task: TranslationTask, state: StreamState
     ) -> AsyncIterator[list[str] | Queued]:
-        return self._stream(task, state)
+        return _RoutedStream(self, task, state)
 
-    async def _stream(
-        self, task: TranslationTask, state: StreamState
-    ) -> AsyncIterator[list[str] | Queued]:
-        target = source = None
-        if not self._uniform:
-            target = base_language(task.target_lang)
+
+class _RoutedStream:
+    """One request's stream: attempts, one after the other, until an upstream sends its first
+    piece; from then on that upstream's own stream, handed through as it is (`__anext__` gives
+    its awaitable: no layer of this class's per piece). The verdict on the answering upstream
+    comes at the job's end (`StreamState.settle` calls `_ended`); `aclose()` closes the attempt
+    and gives its place back."""
+
+    __slots__ = (
+        "_committed",
+        "_finished",
+        "_last_error",
+        "_pieces",
+        "_router",
+        "_state",
+        "_target",
+        "_task",
+        "_trial",
+        "_tried",
+        "_upstream",
+    )
+
+    def __init__(self, router: RoutedProvider, task: TranslationTask, state: StreamState) -> None:
+        self._router = router
+        self._task = task
+        self._state = state
+        self._target: tuple[str | None, str | None] = (None, None)
+        if not router._uniform:
             source = base_language(task.source_lang) if task.source_lang else None
-        tried: set[str] = set()
-        last_error: DragomanError | None = None
-        previous: Upstream | None = None
-        self._budget.request()
+            self._target = (base_language(task.target_lang), source)
+        self._tried: set[str] = set()
+        self._last_error: DragomanError | None = None
+        self._upstream: Upstream | None = None  # the attempt in progress, or the one answering
+        self._pieces: AsyncIterator[list[str] | Queued] | None = None
+        self._trial = False
+        self._committed = False
+        # Whether the answering upstream's stream had ended by itself when it was closed.
+        self._finished: bool | None = None
+        router._budget.request()
+
+    def __aiter__(self) -> _RoutedStream:
+        return self
+
+    def __anext__(self) -> Awaitable[list[str] | Queued]:
+        if self._committed:
+            assert self._pieces is not None
+            return self._pieces.__anext__()
+        return self._before_the_answer()
+
+    async def _before_the_answer(self) -> list[str] | Queued:
+        """The next item while no upstream has answered: attempts until one does."""
+        router = self._router
         while True:
-            upstream = self._pick(target, source, tried, state.avoid)
-            if upstream is None:
-                raise last_error or self._nothing_to_try(target, source)
-            if previous is not None:
-                if not self._budget.try_retry():
-                    metrics.upstream_retry_refused()
-                    log.warning("upstream_retry_refused", upstream=previous.name)
-                    assert last_error is not None
-                    raise last_error
-                metrics.upstream_fallback(previous.name)
-            tried.add(upstream.name)
-            previous = upstream
-            trial = upstream.breaker.take()
-            upstream.in_flight += 1
-            state.trying(upstream.name, upstream.provider.name, upstream.provider.model)
-            pieces = upstream.provider.stream(task, state)
-            committed = False
+            if self._pieces is None:
+                self._begin()
+            upstream, pieces = self._upstream, self._pieces
+            assert upstream is not None and pieces is not None
+            error: DragomanError | None = None
+            item: list[str] | Queued | None = None
             try:
-                # Before the first piece: this attempt may still be given up for the next.
-                item: list[str] | Queued | None = None
-                error: DragomanError | None = None
-                while True:
-                    try:
-                        if self._deadline_s is None:
-                            item = await anext(pieces)
-                        else:
-                            async with asyncio.timeout(self._deadline_s):
-                                item = await anext(pieces)
-                    except StopAsyncIteration:
-                        item = None  # it ended without any text: that is its answer
-                    except TimeoutError:
-                        error = UpstreamTimeout(
-                            f"The translation model sent nothing within {self._deadline_s:g} s."
-                        )
-                    except DragomanError as exc:
-                        error = exc
-                    if error is None and type(item) is Queued and item.position <= 0:
-                        # Admitted by the local engine (not shown to the client): the wait for
-                        # the first piece starts now, for this attempt as for the job.
-                        yield item
-                        continue
-                    break
-                if error is not None:
-                    outcome, moves_on = _judge(error)
-                    metrics.upstream_attempt(upstream.name, outcome)
-                    log.warning(
-                        "upstream_attempt_failed",
-                        upstream=upstream.name,
-                        outcome=outcome,
-                        code=error.code,
-                    )
-                    if outcome == "refused" or isinstance(error, QueueFull):
-                        upstream.breaker.released(trial)
-                    else:
-                        upstream.breaker.failed(trial)
-                    state.failed(error)
-                    last_error = error
-                    if not moves_on or self._single:
-                        raise error
-                    continue
-                # The first piece (or the end, or a queue position the client will see).
-                committed = True
-                state.answered()
-                upstream.breaker.answered(trial)
-                metrics.upstream_attempt(upstream.name, "answered")
-                if item is None:
-                    upstream.breaker.succeeded()
-                    return
-                yield item
-                try:
-                    async for item in pieces:
-                        yield item
-                except DragomanError:
-                    metrics.upstream_attempt(upstream.name, "broke_off")
-                    upstream.breaker.failed(False)
-                    raise
+                if router._deadline_s is None:
+                    item = await anext(pieces)
+                else:
+                    async with asyncio.timeout(router._deadline_s):
+                        item = await anext(pieces)
+            except StopAsyncIteration:
+                item = None  # it ended without any text: that is its answer
+            except TimeoutError:
+                error = UpstreamTimeout(
+                    f"The translation model sent nothing within {router._deadline_s:g} s."
+                )
+            except DragomanError as exc:
+                error = exc
+            if error is not None:
+                await self._failed(upstream, error)
+                continue
+            if type(item) is Queued and item.position <= 0:
+                # Admitted by the local engine (not shown to the client): the wait for the first
+                # piece starts now, for this attempt as for the job.
+                return item
+            # The first piece (or the end, or a queue position the client will see).
+            self._committed = True
+            self._state.answered(self._ended)
+            upstream.breaker.answered(self._trial)
+            metrics.upstream_attempt(upstream.name, "answered")
+            if item is None:
+                raise StopAsyncIteration
+            return item
+
+    def _begin(self) -> None:
+        """The next attempt: an upstream chosen, its stream opened. Raises when there is none
+        (the last attempt's error, or none may take the request now)."""
+        router, state = self._router, self._state
+        target, source = self._target
+        upstream = router._pick(target, source, self._tried, state.avoid)
+        if upstream is None:
+            raise self._last_error or router._nothing_to_try(target, source)
+        previous = self._upstream
+        if previous is not None:
+            assert self._last_error is not None
+            if not router._budget.try_retry():
+                metrics.upstream_retry_refused()
+                log.warning("upstream_retry_refused", upstream=previous.name)
+                raise self._last_error
+            metrics.upstream_fallback(previous.name)
+        self._tried.add(upstream.name)
+        self._upstream = upstream
+        self._trial = upstream.breaker.take()
+        upstream.in_flight += 1
+        state.trying(upstream.name, upstream.provider.name, upstream.provider.model)
+        self._pieces = upstream.provider.stream(self._task, state)
+
+    async def _failed(self, upstream: Upstream, error: DragomanError) -> None:
+        """The attempt failed before its first piece: closed; raises unless the request moves
+        on."""
+        await self._end_attempt()
+        outcome, moves_on = _judge(error)
+        metrics.upstream_attempt(upstream.name, outcome)
+        log.warning(
+            "upstream_attempt_failed", upstream=upstream.name, outcome=outcome, code=error.code
+        )
+        if outcome == "refused" or isinstance(error, QueueFull):
+            upstream.breaker.released(self._trial)
+        else:
+            upstream.breaker.failed(self._trial)
+        self._state.failed(error)
+        self._last_error = error
+        if not moves_on or self._router._single:
+            raise error
+
+    async def _end_attempt(self) -> None:
+        pieces, self._pieces = self._pieces, None
+        if pieces is not None:
+            assert self._upstream is not None
+            self._upstream.in_flight -= 1
+            if self._committed:
+                self._finished = _ran_out(pieces)
+            await _close(pieces)
+
+    def _ended(self, error: DragomanError | None) -> None:
+        """The job's end, after the answering upstream's first piece: its verdict. A job that
+        ended without an error but before its stream did (its client left) gives none."""
+        upstream = self._upstream
+        assert upstream is not None
+        if error is None:
+            finished = self._finished if self._finished is not None else _ran_out(self._pieces)
+            if finished:
                 upstream.breaker.succeeded()
-                return
-            except BaseException as exc:
-                if not committed and not isinstance(exc, DragomanError):
-                    # Ended from outside (the job's deadline, its client leaving, a cancel):
-                    # no verdict on the upstream; the job records the attempt with its error.
-                    metrics.upstream_attempt(upstream.name, "cancelled")
-                    upstream.breaker.released(trial)
-                raise
-            finally:
-                upstream.in_flight -= 1
-                await _close(pieces)
+        elif isinstance(error, UpstreamError | UpstreamTimeout):
+            metrics.upstream_attempt(upstream.name, "broke_off")
+            upstream.breaker.failed(False)
+
+    async def aclose(self) -> None:
+        if self._pieces is not None and not self._committed:
+            # Ended from outside before any answer (the job's deadline, its client leaving, a
+            # cancel): no verdict on the upstream; the job records the attempt with its error.
+            assert self._upstream is not None
+            metrics.upstream_attempt(self._upstream.name, "cancelled")
+            self._upstream.breaker.released(self._trial)
+        await self._end_attempt()
 
 
 def _least_busy(candidates: list[Upstream]) -> Upstream:
@@ -469,6 +529,11 @@ def _judge(error: DragomanError) -> tuple[str, bool]:
     if isinstance(cause, openai.APIStatusError) and cause.status_code in _REQUEST_FAULTS:
         return "refused", False
     return "error", True
+
+
+def _ran_out(pieces: AsyncIterator[Any] | None) -> bool:
+    """Whether an upstream's stream (an async generator) has ended."""
+    return pieces is not None and getattr(pieces, "ag_frame", True) is None
 
 
 async def _close(pieces: AsyncIterator[Any]) -> None:
