@@ -29,10 +29,10 @@ with the job's error (`upstream_timeout`).
 (`budget.py`); when it is spent, the request ends with its last attempt's error.
 
 **Health.** With more than one upstream every upstream's readiness probe (its model list, the
-engine's state) runs every `health_check_s` in the background and on every `/readyz`, and
-feeds its breaker (`breaker.py`). With a single upstream there is nowhere else to send a
-request: its breaker never opens, no deadline of its own applies, and `/readyz` probes it as
-before.
+engine's state) runs every `health_check_s` in the background (not on every `/readyz`, which
+reads the last answers) and feeds its breaker (`breaker.py`). With a single upstream there is
+nowhere else to send a request: its breaker never opens, no deadline of its own applies, and
+`/readyz` probes it as before.
 """
 
 from __future__ import annotations
@@ -244,13 +244,13 @@ class RoutedProvider:
         return "No upstream is ready (" + "; ".join(reasons) + ")."
 
     async def check_ready(self) -> bool:
-        """A fresh probe of every upstream; ready when one that can take requests answers."""
+        """With one upstream, a fresh probe of it. With several, their last probes (every
+        `health_check_s`): a load balancer polling /readyz must not multiply the requests to
+        every upstream (a hosted API's among them). Ready when one that can take requests
+        answered."""
         if self._single:
             return await self.upstreams[0].provider.check_ready()
-        answers = await asyncio.gather(*(self._probe(u) for u in self.upstreams))
-        return any(
-            ok and u.breaker.state != "open" for u, ok in zip(self.upstreams, answers, strict=True)
-        )
+        return any(u.ready and u.breaker.state != "open" for u in self.upstreams)
 
     def upstream_states(self) -> list[dict[str, object]] | None:
         """For /readyz, when there is more than one upstream: each one's breaker state, and
