@@ -9,6 +9,7 @@ values there, and `/metrics` in any of them adds up all of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -119,6 +120,11 @@ UPSTREAM_RETRIES_REFUSED = Counter(
 
 def upstream_attempt(upstream: str, outcome: str) -> None:
     UPSTREAM_REQUESTS.labels(upstream, outcome).inc()
+
+
+def upstream_answered(upstream: str) -> Callable[[], None]:
+    """The counter of `upstream`'s answered attempts, found once: one call per request."""
+    return UPSTREAM_REQUESTS.labels(upstream, "answered").inc
 
 
 def upstream_fallback(upstream: str) -> None:

@@ -72,6 +72,7 @@ class Upstream:
 
     __slots__ = (
         "_current",
+        "answered",
         "bases",
         "breaker",
         "in_flight",
@@ -93,6 +94,7 @@ class Upstream:
         self.bases = frozenset(provider.languages.bases)
         self.in_flight = 0
         self._current = 0  # smooth weighted round robin
+        self.answered = metrics.upstream_answered(name)
         # Its provider's readiness at the last probe (a local engine still loading, a server
         # whose model is not discovered yet): passed over while another is ready.
         self.ready = provider.is_ready()
@@ -417,7 +419,7 @@ class _RoutedStream:
             self._committed = True
             self._state.answered(self._ended)
             upstream.breaker.answered(self._trial)
-            metrics.upstream_attempt(upstream.name, "answered")
+            upstream.answered()
             if item is None:
                 raise StopAsyncIteration
             return item
