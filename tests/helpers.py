@@ -82,11 +82,12 @@ def wait_until_answers(
 def wait_for_record(
     base_url: str, record_id: str, status: str, seconds: float = 30
 ) -> dict[str, Any]:
-    """The record once it reaches `status` (or as it is when the time runs out)."""
+    """The record once it reaches `status` (or as it is when the time runs out). A record not
+    stored yet (404: its first write is on its way) is waited for like any other status."""
     deadline = time.monotonic() + seconds
     while True:
         record: dict[str, Any] = httpx.get(f"{base_url}/v1/translations/{record_id}").json()
-        if record["status"] == status or time.monotonic() > deadline:
+        if record.get("status") == status or time.monotonic() > deadline:
             return record
         time.sleep(0.05)
 

@@ -153,9 +153,11 @@ class RecordStore:
         self._conn: AsyncConnection | None = None
         # True while the last write failed: requests then wait for their record's creation.
         self.failing = False
-        # This process's runner row: refreshed in the writer's transactions (`runners.py`).
+        # This process's runner row: written with the first records and refreshed in the
+        # writer's transactions (`runners.py`); gone runners swept every 3 beats (the first
+        # sweep after that: a process starts by finishing orphans, `prepare`).
         self._next_beat = 0.0
-        self._next_sweep = 0.0
+        self._next_sweep = time.monotonic() + 3 * beat_s
         # Finishes given up during an outage, by record id: written when the database is back.
         self._late: dict[str, Record] = {}
 
