@@ -142,7 +142,7 @@ async def _phase(
             break
         await asyncio.sleep(0.2)
     rss_listening = [rss_mb(pid) for pid in pids]
-    requests_before = _request(upstream, "GET", "/fake/stats")["requests"]
+    requests_before = _request(upstream, "GET", "/fake/stats")["chat_requests"]
     cpu_before = [cpu_seconds(pid) for pid in pids]
     _redis_commands(redis_port, reset=True)
     peak = list(rss_listening)
@@ -168,7 +168,7 @@ async def _phase(
     await asyncio.wait(tasks, timeout=60)
     for task in tasks:
         task.cancel()
-    translations = _request(upstream, "GET", "/fake/stats")["requests"] - requests_before
+    translations = _request(upstream, "GET", "/fake/stats")["chat_requests"] - requests_before
     expected = {"segment": args.segments, "delta": args.segments * args.pieces,
                 "done": args.segments, "closed": 1}  # fmt: skip
     for h in heard:

@@ -208,7 +208,7 @@ async def alone(base: str, segments: list[Segment], lang: str) -> list[str]:
 
 def _stats(upstream: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{upstream}/fake/stats", timeout=10) as answer:
-        requests: int = json.loads(answer.read())["requests"]
+        requests: int = json.loads(answer.read())["chat_requests"]
         return requests
 
 

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -245,3 +246,62 @@ class RedisProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
         self.proc.wait(10)
+
+
+class PostgresProcess:
+    """A throw-away PostgreSQL server of this test's own, on a free loopback port, that the test
+    can stop and start again (`initdb`/`pg_ctl` from /usr/lib/postgresql/*/bin; as the
+    `postgres` user when the tests run as root, since PostgreSQL refuses to run as root)."""
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: p.parts)
+        if not found:
+            if os.environ.get("CI") == "true":
+                pytest.fail("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
+            pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin = found[-1].parent
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="dragoman-pg-"))
+        self.dir.chmod(0o755)
+        self.data = self.dir / "data"
+        self.data.mkdir()
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres")
+            shutil.chown(self.dir, "postgres")
+            self._as = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                  "--no-sync")  # fmt: skip
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self._as, str(self.bin / tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=300"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w",
+                  "-o", options, "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast`: connections are ended, as when the server is shut down or fails over."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.dir, ignore_errors=True)

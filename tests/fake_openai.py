@@ -18,12 +18,19 @@ by a directive inside the user's text, so that one server covers every case:
   `closed[TAG]` is set when the client closes the connection before the end;
 - `[[errevent:N]]`: N pieces, then an `error` object inside the stream.
 
+`fail` (or `--fail` standalone) makes every chat request fail the same way, whatever its text,
+as a broken upstream does: `refuse` (500), `rate_limit` (429), `close`, `hang` (no answer),
+`errevent` (an `error` object before any piece), `drop` (two pieces, then the connection
+dropped). Its model list still answers, unless `fail` is
+`down`: then every request, the model list too, is answered 503. `GET /fake/stats` answers
+`{"chat_requests": N}`.
+
 In benchmark mode (`python -m tests.fake_openai`) every request streams the same pieces, and
 `POST /fake/config {"pieces": N, "delay": S}` changes their number and spacing; with `--stamp`
 each piece is instead the wall-clock time it was sent (`"1733312345.123456 "`), for measuring
 delivery delays downstream. With `--echo` it answers as in the tests (the directives, or "T:"
 and the words), each piece `--delay` seconds after the last: a deterministic model at a
-model's pace. `GET /fake/stats` answers `{"requests": N}`.
+model's pace.
 
 Raw streams keep it cheap (it is also the benchmark's upstream) and let it see exactly when
 a client closes its connection.
@@ -60,6 +67,9 @@ class FakeOpenAI:
         self.delay_s = 0.0
         # Benchmark mode: each piece is the time it was sent.
         self.stamp = False
+        # Every chat request fails this way (see the module's description); None: as directed.
+        self.fail: str | None = None
+        self.chat_requests = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -109,6 +119,7 @@ class FakeOpenAI:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+        self._loop = None
 
     async def serve_forever(self, port: int) -> None:
         """Run in the current event loop (the benchmark's separate process)."""
@@ -151,13 +162,17 @@ class FakeOpenAI:
         writer: asyncio.StreamWriter,
         head_info: dict[str, Any],
     ) -> bool:
-        if method == "GET" and path.rstrip("/").endswith("/models"):
-            data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
-            self._json(writer, 200, data)
+        if self.fail == "down":
+            self._json(writer, 503, {"error": {"message": "fake down"}})
             await writer.drain()
             return True
         if method == "GET" and path == "/fake/stats":
-            self._json(writer, 200, {"requests": len(self.requests)})
+            self._json(writer, 200, {"chat_requests": self.chat_requests})
+            await writer.drain()
+            return True
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+            self._json(writer, 200, data)
             await writer.drain()
             return True
         if method == "POST" and path == "/fake/config" and self.pieces_per_request is not None:
@@ -173,16 +188,17 @@ class FakeOpenAI:
             await writer.drain()
             return True
         request = json.loads(body)
-        if self.pieces_per_request is not None and self.stamp:
-            self.requests.append({})  # counted, not kept: a long run sends many
-        else:
+        self.chat_requests += 1
+        if self.pieces_per_request is None:  # kept for the tests, not in benchmark mode
             self.requests.append(request)
-        self.request_heads.append(head_info)
+            self.request_heads.append(head_info)
         user = next(
             (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
         )
         match = DIRECTIVE.search(user)
         mode, arg = (match.group(1), match.group(2) or "") if match else ("echo", "")
+        if self.fail is not None:
+            mode, arg = _FAILURES[self.fail]
         if mode == "error":
             status = int(arg)
             extra = {"Retry-After": "7"} if status == 429 else {}
@@ -350,6 +366,16 @@ class FakeOpenAI:
         writer.write(b"0\r\n\r\n")
 
 
+_FAILURES = {
+    "refuse": ("error", "500"),
+    "rate_limit": ("error", "429"),
+    "close": ("close", ""),
+    "hang": ("hang", ""),
+    "errevent": ("errevent", "0"),
+    "drop": ("drop", "2"),  # breaks off after its first pieces
+}
+
+
 def _delta(text: str) -> bytes:
     chunk = {
         "id": "c",
@@ -374,10 +400,14 @@ def main() -> None:
     parser.add_argument(
         "--echo", action="store_true", help="the test suite's echo ('T:' and the words), paced"
     )
+    parser.add_argument("--fail", choices=[*_FAILURES, "down"], help="every request fails so")
+    parser.add_argument("--model", default="fake-model", help="the model it lists")
     args = parser.parse_args()
     fake = FakeOpenAI(pieces_per_request=None if args.echo else args.pieces, piece=args.piece)
     fake.delay_s = args.delay
     fake.stamp = args.stamp
+    fake.fail = args.fail
+    fake.models = [args.model]
     uvloop.run(fake.serve_forever(args.port))
 
 

@@ -1,4 +1,4 @@
-"""Reading dragoman's answers the way clients do."""
+"""Reading dragoman's answers the way clients do, and writing its upstreams file."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -82,11 +83,12 @@ def wait_until_answers(
 def wait_for_record(
     base_url: str, record_id: str, status: str, seconds: float = 30
 ) -> dict[str, Any]:
-    """The record once it reaches `status` (or as it is when the time runs out)."""
+    """The record once it reaches `status` (or as it is when the time runs out). A record not
+    stored yet (404: its first write is on its way) is waited for like any other status."""
     deadline = time.monotonic() + seconds
     while True:
         record: dict[str, Any] = httpx.get(f"{base_url}/v1/translations/{record_id}").json()
-        if record["status"] == status or time.monotonic() > deadline:
+        if record.get("status") == status or time.monotonic() > deadline:
             return record
         time.sleep(0.05)
 
@@ -114,3 +116,18 @@ def run_sql(db_url: str, *statements: str) -> list[list[Any]]:
     # In a thread of its own: the caller may be inside an event loop.
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, run()).result()
+
+
+def upstreams_file(tmp_path: Path, upstreams: list[dict[str, Any]], **settings: Any) -> str:
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    for upstream in upstreams:
+        lines.append("[[upstream]]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in upstream.items()]
+    path = tmp_path / f"upstreams-{time.monotonic_ns()}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def openai(name: str, fake: Any, **keys: Any) -> dict[str, Any]:
+    base_url = fake if isinstance(fake, str) else fake.base_url
+    return {"name": name, "kind": "openai", "base_url": base_url, **keys}

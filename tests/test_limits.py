@@ -146,6 +146,36 @@ def test_unreachable_redis_fails_open_then_limits_come_back(
         redis.stop()
 
 
+def test_running_translations_count_again_once_redis_is_back(
+    make_server: Callable[..., ServerThread], db_url: str
+) -> None:
+    """Redis restarted empty while two translations run, one started before the outage and one
+    during it (not counted then): both hold the key's slots again once Redis answers."""
+    redis = RedisProcess()
+    try:
+        server = make_server(auth="keys", redis_url=redis.url)
+        _, secret = create_key(db_url, concurrency=2, rpm=1000)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            before = _stalled_stream(client, secret, "before-outage")
+            assert next(before) == "start"
+            redis.stop()
+            during = _stalled_stream(client, secret, "during-outage")
+            assert next(during) == "start"  # fail open: served, not counted
+            redis = RedisProcess(redis.port)  # back, and empty
+            # Within a renewal period both leases are in Redis again: a third is refused.
+            deadline = time.monotonic() + 60
+            status = 200
+            while status == 200 and time.monotonic() < deadline:
+                status = _post(client, secret).status_code
+                time.sleep(0.2)
+            assert status == 429
+            _assert_rate_limited(_post(client, secret))
+            before.close()
+            during.close()
+    finally:
+        redis.stop()
+
+
 async def test_a_dead_process_gives_its_slots_back(redis_url: str) -> None:
     """A process that dies holding a lease stops renewing it: the slot comes back by itself."""
     settings = Settings(_env_file=None, redis_url=redis_url)  # type: ignore[call-arg]

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import run_sql, wait_until
+from tests.helpers import openai, run_sql, upstreams_file, wait_until
 from tests.test_keys import create_key
 
 CODE = re.compile(r"^[2-9A-HJKMNP-TV-Z]{5}-[2-9A-HJKMNP-TV-Z]{5}$")
@@ -462,3 +463,43 @@ def test_a_failed_segment_is_an_error_event_and_the_stream_goes_on(
         {"index": 0, "error": {"code": "upstream_error", "message": errors[0]["error"]["message"]}}
     ]
     assert listener.done() == {1: "T:Fine again."}
+
+
+def test_an_upstream_that_breaks_off_mid_segment_is_replaced_by_the_next(
+    make_server: Callable[..., ServerThread], tmp_path: Path
+) -> None:
+    """Failover happens before a stream's first piece; after it, a live segment is translated
+    again on the next upstream, and listeners get that translation as a revision."""
+    breaking, healthy = FakeOpenAI().start(), FakeOpenAI().start()
+    breaking.fail = "drop"  # two pieces, then the connection is gone
+    try:
+        upstreams = [openai("first", breaking), openai("second", healthy)]
+        server = make_server(upstreams=upstreams_file(tmp_path, upstreams))
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            session = _open(client, target_langs=["ko"])
+            listener = Listener(server.url, session["join_code"], "ko").start()
+            assert _say(client, session, "one two three four").status_code == 202
+            listener.wait_done(1)
+            kinds = listener.kinds()
+            assert kinds[0] == "segment" and kinds[-1] == "done", kinds
+            # The broken attempt's pieces, then the revision that replaces them, then the rest.
+            revision = kinds.index("revision")
+            assert "delta" in kinds[1:revision] and "error" not in kinds
+            texts = [data["text"] for _, kind, data in listener.events if kind == "revision"]
+            assert texts == ["T:"]
+            assert listener.done() == {0: "T:one two three four"}
+            records = client.get("/v1/translations", params={"script_id": session["script_id"]})
+            items = records.json()["items"]
+            by_status = {item["status"]: item for item in items}
+            assert sorted(by_status) == ["failed", "succeeded"]
+            good, bad = by_status["succeeded"], by_status["failed"]
+            assert (good["upstream"], good["segment_index"]) == ("second", 0)
+            assert good["translation"] == "T:one two three four"
+            # The failed attempt stays a record of the script, out of its order.
+            assert (bad["upstream"], bad["segment_index"]) == ("first", None)
+            assert bad["error"]["code"] == "upstream_error"
+            export = client.get(f"/v1/scripts/{session['script_id']}/export?target_lang=ko")
+            assert export.status_code == 200 and "T:one two three four" in export.text
+    finally:
+        breaking.stop()
+        healthy.stop()

@@ -76,6 +76,28 @@ def test_restart_finishes_orphaned_records(
     assert record["error"]["code"] == "interrupted"
 
 
+def test_a_replica_starting_leaves_the_running_one_s_translations_alone(
+    serve_env: dict[str, str], tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    first = ServeProcess(serve_env, tmp_path)
+    processes.append(first)
+    client, response, _lines, record_id = _first_line_of_stream(
+        first.url, "x [[slow:replica-start:400:0.05]]"
+    )
+    try:
+        assert wait_until(lambda: record_status(first.url, record_id) == "streaming")
+        # Another replica starts on the same database while the translation runs: it finishes
+        # the records of gone processes only.
+        second = ServeProcess(serve_env, tmp_path)
+        processes.append(second)
+        assert record_status(second.url, record_id) == "streaming"
+    finally:
+        response.close()
+        client.close()
+    # Still the first one's: its client left, so it ends cancelled (not interrupted).
+    assert wait_until(lambda: record_status(second.url, record_id) == "cancelled")
+
+
 def test_sigterm_ends_open_streams_in_band(
     serve_env: dict[str, str], tmp_path: Path, processes: list[ServeProcess]
 ) -> None:

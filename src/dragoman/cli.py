@@ -110,7 +110,17 @@ def _serve(settings: Settings, host: str, port: int, count: int) -> None:
     refusal = serve_refusal(settings, host, count)
     if refusal is not None:
         _fail_usage(refusal)
-    if settings.provider == "openai" and settings.resolved_api_key() is None:
+    uses_engine = settings.provider == "local"
+    if settings.upstreams:
+        from dragoman.providers.upstreams.config import UpstreamsFileError, load
+
+        try:
+            upstreams = load(settings.upstreams)
+        except UpstreamsFileError as exc:
+            _fail_usage(exc.message)
+            raise AssertionError from None  # unreachable
+        uses_engine = any(spec.kind == "local" for spec in upstreams.upstreams)
+    elif settings.provider == "openai" and settings.resolved_api_key() is None:
         _fail_usage(
             "the openai provider needs OPENAI_API_KEY (for OpenAI itself) or OPENAI_BASE_URL "
             "(for a self-hosted OpenAI-compatible server)."
@@ -126,7 +136,7 @@ def _serve(settings: Settings, host: str, port: int, count: int) -> None:
     os.environ[PREPARED_ENV] = "1"
     os.environ[BOUND_LOOPBACK_ENV] = "1" if is_loopback(host) else "0"
     engine = None
-    if settings.provider == "local" and not settings.engine_socket:
+    if uses_engine and not settings.engine_socket:
         from dragoman.engine.background import BackgroundEngine
 
         # One engine for every worker: started here, its socket handed to them.
@@ -452,10 +462,6 @@ LiveServerOption = Annotated[
         envvar="DRAGOMAN_SERVER",
         help="URL of the running dragoman service (default http://127.0.0.1:8000).",
     ),
-]
-ApiKeyOption = Annotated[
-    str | None,
-    typer.Option("--api-key", envvar="DRAGOMAN_API_KEY", help="The API key, when keys are on."),
 ]
 
 

@@ -78,6 +78,10 @@ class TranslationRecord(TypedDict):
     segment_index: int | None
     glossary_misses: list[str] | None
     revisions: int | None
+    # The upstream that answered (None when none did, or before upstreams were recorded) and
+    # the attempts that failed before it: {"upstream", "error": {"code", "message"}, "ms"}.
+    upstream: str | None
+    attempts: list[dict[str, Any]] | None
 
 
 class LiveSession(TypedDict):

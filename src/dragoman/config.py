@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     )
 
     provider: Literal["local", "openai"] = "local"
+    # A TOML file of upstreams (pools, failover, breakers: docs/configuration.md); when set it
+    # replaces `provider` and the OPENAI_* variables.
+    upstreams: str | None = None
     model: str | None = None
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
@@ -78,6 +81,9 @@ class Settings(BaseSettings):
     engine_socket: str | None = None
     # The same file for the server and every command, wherever they are run from.
     database_url: str = Field(default_factory=default_database_url)
+    # How long a record's write waits for a database that cannot be reached (records/store.py):
+    # a shorter outage delays the ends and starts of streams instead of failing them.
+    database_wait_s: float = Field(default=10.0, ge=0)
     max_text_chars: int = Field(default=10_000, ge=1)
     first_token_timeout_s: float = Field(default=30.0, gt=0)
     idle_timeout_s: float = Field(default=30.0, gt=0)
@@ -139,6 +145,7 @@ class Settings(BaseSettings):
     @field_validator(
         "openai_base_url",
         "openai_api_key",
+        "upstreams",
         "model",
         "model_path",
         "engine_socket",

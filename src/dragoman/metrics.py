@@ -9,6 +9,7 @@ values there, and `/metrics` in any of them adds up all of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -121,3 +122,51 @@ def process_exiting() -> None:
     """A worker going away: its live gauges stop counting in the sum."""
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+# Upstreams (providers/upstreams/): per upstream, by its configured name.
+
+UPSTREAM_REQUESTS = Counter(
+    "dragoman_upstream_requests_total",
+    "Attempts sent to each upstream, by outcome: answered (its first piece came), error, "
+    "rate_limited, timeout (no first piece in time), refused (the request's own fault), "
+    "broke_off (failed after its first piece), cancelled (ended by the client or the server "
+    "before the first piece).",
+    ["upstream", "outcome"],
+)
+UPSTREAM_FALLBACKS = Counter(
+    "dragoman_upstream_fallbacks_total",
+    "Requests that moved on from this upstream to another before their first piece.",
+    ["upstream"],
+)
+UPSTREAM_BREAKER_OPEN = Gauge(
+    "dragoman_upstream_breaker_open",
+    "1 from the moment an upstream's breaker opens until a trial request closes it.",
+    ["upstream"],
+    multiprocess_mode="livemax",
+)
+UPSTREAM_RETRIES_REFUSED = Counter(
+    "dragoman_upstream_retries_refused_total",
+    "Retries the retry budget refused: the request ended with its last attempt's error.",
+)
+
+
+def upstream_attempt(upstream: str, outcome: str) -> None:
+    UPSTREAM_REQUESTS.labels(upstream, outcome).inc()
+
+
+def upstream_answered(upstream: str) -> Callable[[], None]:
+    """The counter of `upstream`'s answered attempts, found once: one call per request."""
+    return UPSTREAM_REQUESTS.labels(upstream, "answered").inc
+
+
+def upstream_fallback(upstream: str) -> None:
+    UPSTREAM_FALLBACKS.labels(upstream).inc()
+
+
+def upstream_breaker(upstream: str, is_open: bool) -> None:
+    UPSTREAM_BREAKER_OPEN.labels(upstream).set(1 if is_open else 0)
+
+
+def upstream_retry_refused() -> None:
+    UPSTREAM_RETRIES_REFUSED.inc()

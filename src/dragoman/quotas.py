@@ -14,8 +14,11 @@ Without Redis the same arithmetic runs in this process's memory.
 
 When Redis cannot be reached the limits are not enforced (fail open): keys are still checked
 (they live in the database), the outage is logged, and the limits apply again as soon as Redis
-answers. A translation service that stops translating whenever its counter store blinks is
-worse for its users than one whose limits lapse for the length of the outage.
+answers. The translations running then (started before or during the outage) hold leases all
+the same, which their next renewal writes into Redis: the concurrency limit counts them again
+within `LEASE_TTL_S / 3` of Redis coming back, even an empty Redis. A translation service that
+stops translating whenever its counter store blinks is worse for its users than one whose
+limits lapse for the length of the outage.
 """
 
 from __future__ import annotations
@@ -110,12 +113,13 @@ redis.call('EXPIRE', KEYS[2], window * 2)
 return {0, math.floor(rp * (1 - into) + rc + 1), math.floor(cp * (1 - into) + cc + cost),
         redis.call('ZCARD', KEYS[3])}
 """
-# KEYS: lease sets; ARGV[1]: ttl; ARGV[2..]: one lease id per key.
+# KEYS: lease sets; ARGV[1]: ttl; ARGV[2..]: one lease id per key. A lease missing from its set
+# is added again: Redis restarted (empty) or the lease was taken while Redis was down.
 _RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', now + tonumber(ARGV[1]), ARGV[i + 1])
+  redis.call('ZADD', key, now + tonumber(ARGV[1]), ARGV[i + 1])
   redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[1])) * 2)
 end
 return 1
@@ -378,12 +382,20 @@ class Quotas:
                 )
             except Exception as exc:
                 log.warning("lease_renewal_failed", error=type(exc).__name__)
+            # A lease released while its renewal was on the way may have been added again
+            # after its release: released once more.
+            for lease in held:
+                if lease.lease_id not in self._held:
+                    self._releases.add(lease)
 
     def _fail_open(self, key: ApiKey, exc: Exception) -> Lease:
         if not self._failing:
             log.error("limits_unavailable_failing_open", key_id=key.id, error=type(exc).__name__)
         self._failing = True
-        return Lease(None, key.id, "")
+        # Held like any lease: renewed into Redis once it answers again.
+        lease = Lease(self, key.id, uuid.uuid4().hex)
+        self._held[lease.lease_id] = lease
+        return lease
 
     def _recovered(self) -> None:
         if self._failing:

@@ -54,7 +54,7 @@ class Runtime:
     def __init__(self, settings: Settings, mode: Mode) -> None:
         self.settings = settings
         self.mode = mode
-        self.store = RecordStore(settings.database_url)
+        self.store = RecordStore(settings.database_url, outage_wait_s=settings.database_wait_s)
         self.keys = KeyStore(self.store.engine)
         self.keys_required = mode == "server" and keys_required(settings)
         self.quotas = Quotas(settings) if self.keys_required else None
@@ -108,7 +108,7 @@ class Runtime:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings, mode: Mode) -> AsyncIterator[Runtime]:
-        openai = settings.provider == "openai"
+        openai = settings.provider == "openai" and not settings.upstreams
         if mode == "translate" and openai and not settings.resolved_api_key():
             raise InvalidRequest("the openai provider needs OPENAI_API_KEY or OPENAI_BASE_URL")
         runtime = cls(settings, mode)

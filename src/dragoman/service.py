@@ -90,6 +90,9 @@ class TranslationRequest:
     # its listeners were shown before (the record counts them).
     segment_index: int | None = None
     revisions: int | None = None
+    # Upstreams to pass over while another can take the request: asked again after it failed
+    # after its first piece on one of them (the failed job's `record.upstream`).
+    avoid_upstreams: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +230,7 @@ class Translator:
         )
         if request.record_id is not None:
             record.id = request.record_id
-        state = StreamState()
+        state = StreamState(request.avoid_upstreams)
         try:
             pieces = self.provider.stream(task, state)
         except BaseException:
@@ -451,6 +454,7 @@ class Job:
         await self._admission.confirm()  # nothing is out yet: a refusal is a status
         self._started = True
         record = self.record
+        self._state.name_upstream(record)  # the upstream that answers, with its model
         return Started(record.id, record.provider, record.model)
 
     def _check_abort(self) -> None:
@@ -499,6 +503,7 @@ class Job:
         record = self.record
         record.translation = "".join(progress.parts)
         record.usage = self._state.usage
+        self._state.settle(record, error)
         record.first_token_ms = progress.first_token_ms
         record.total_ms = progress.ms()
         record.glossary_misses = glossary_misses(self.task.glossary, record.translation)

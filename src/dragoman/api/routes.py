@@ -327,6 +327,10 @@ async def readyz(runtime: RuntimeDep, translator: TranslatorDep, store: StoreDep
         "provider": translator.provider.name,
         "model": translator.provider.model,
     }
+    upstream_states = getattr(translator.provider, "upstream_states", None)
+    states = upstream_states() if upstream_states is not None else None
+    if states is not None:  # several upstreams: each one's breaker state
+        ready["upstreams"] = states
     engine_status = getattr(translator.provider, "engine_status", None)
     if engine_status is not None:  # the embedded engine's process: pid and restarts so far
         status = engine_status()

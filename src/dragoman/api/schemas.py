@@ -127,6 +127,12 @@ class UsageOut(BaseModel):
     completion_tokens: int
 
 
+class AttemptOut(BaseModel):
+    upstream: str
+    error: ErrorBody
+    ms: int
+
+
 class TranslationPublic(BaseModel):
     id: str
     script_id: str | None
@@ -156,6 +162,15 @@ class TranslationPublic(BaseModel):
     revisions: int | None = Field(
         description="Live sessions: partial translations shown before this final one "
         "(`null` outside live sessions)."
+    )
+    upstream: str | None = Field(
+        description="The upstream that answered (`null` when none did, and in records made "
+        "before upstreams were recorded)."
+    )
+    attempts: list[AttemptOut] | None = Field(
+        description="The attempts that failed before it, in order (`[]` when the first one "
+        "answered; when none answered, every attempt; `null` in records made before upstreams "
+        "were recorded)."
     )
 
 

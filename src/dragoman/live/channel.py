@@ -79,6 +79,9 @@ class Channels(Protocol):
     async def languages(self, session_id: str) -> set[str]:
         """The languages that have a channel in this session."""
 
+    def forget(self, session_id: str) -> None:
+        """Drop what this process keeps of a session's channels (it ended a while ago)."""
+
     async def aclose(self) -> None: ...
 
 
@@ -161,9 +164,12 @@ class MemoryChannels:
         self._channels.clear()
 
 
+# ARGV[5]: the next id as far as the caller knows. A Redis that restarted without its data has
+# lost the counter: ids go on from the caller's, not from 0, so that listeners (which wait for
+# ids after their last) get what comes next.
 _APPEND = """
-local n = tonumber(redis.call('GET', KEYS[2]) or '0')
-for i = 5, #ARGV, 4 do
+local n = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[5]))
+for i = 6, #ARGV, 4 do
   n = n + 1
   local event = 'id: ' .. (n - 1) .. '\\nevent: ' .. ARGV[i]
     .. '\\ndata: ' .. ARGV[i + 1] .. '\\n\\n'
@@ -206,16 +212,30 @@ class RedisChannels:
         # For `XREAD BLOCK` only, which holds a connection while it waits.
         self._reader = reader
         self._append = client.register_script(_APPEND)
+        # The newest id this process has written or read, per channel (see `_APPEND`).
+        self._known: dict[tuple[str, str], int] = {}
 
     async def append(self, session_id: str, lang: str, events: list[LiveEvent]) -> int:
         key = _key(session_id, lang)
-        args: list[Any] = [MAX_EVENTS, KEEP_S, repr(time.time()), lang]
+        known = self._known.get((session_id, lang), -1)
+        args: list[Any] = [MAX_EVENTS, KEEP_S, repr(time.time()), lang, known + 1]
         for name, data, kind, index in _parts(events):
             args += [name, data, kind, index]
-        last = await self._append(
-            keys=[key, key + ":seq", f"dragoman:live:{session_id}:langs"], args=args
+        last = int(
+            await self._append(
+                keys=[key, key + ":seq", f"dragoman:live:{session_id}:langs"], args=args
+            )
         )
-        return int(last)
+        self._saw(session_id, lang, last)
+        return last
+
+    def _saw(self, session_id: str, lang: str, last: int) -> None:
+        if last > self._known.get((session_id, lang), -1):
+            self._known[(session_id, lang)] = last
+
+    def forget(self, session_id: str) -> None:
+        for key in [key for key in self._known if key[0] == session_id]:
+            del self._known[key]
 
     async def last_id(self, session_id: str, lang: str) -> int:
         seq = await self._redis.get(_key(session_id, lang) + ":seq")
@@ -242,7 +262,10 @@ class RedisChannels:
         answer: Any = await self._reader.xread(
             {key: f"0-{after + 1}"}, count=512, block=max(1, int(timeout_s * 1000))
         )
-        return _entries(answer[0][1]) if answer else []
+        entries = _entries(answer[0][1]) if answer else []
+        if entries:
+            self._saw(session_id, lang, entries[-1].id)
+        return entries
 
     async def languages(self, session_id: str) -> set[str]:
         langs = await self._redis.smembers(f"dragoman:live:{session_id}:langs")

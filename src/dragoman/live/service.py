@@ -51,7 +51,7 @@ from dragoman.events import (
     Revision,
 )
 from dragoman.keys import ApiKey, KeyStore
-from dragoman.live.channel import Channels, MemoryChannels, RedisChannels
+from dragoman.live.channel import KEEP_S, Channels, MemoryChannels, RedisChannels
 from dragoman.live.codes import display, new_join_code, normalize
 from dragoman.live.fanout import Hub
 from dragoman.live.guard import CodeGuard
@@ -63,7 +63,7 @@ from dragoman.prompts import TranslationTask
 from dragoman.redis_clients import RedisClients
 from dragoman.registry import StreamRegistry
 from dragoman.scripts.prompt import add_script_prompt
-from dragoman.service import Fields, TranslationRequest, Translator
+from dragoman.service import Fields, Job, TranslationRequest, Translator
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +72,10 @@ log = structlog.get_logger(__name__)
 _APPEND_RETRY_S = 60.0
 # How long a close waits for this process's translations of the session to end first.
 _CLOSE_WAIT_S = 30.0
+# A segment whose upstream broke off after its first piece is translated again this many times
+# (on another upstream while there is one).
+_RETRIES = 1
+_BROKE_OFF = frozenset({"upstream_error", "upstream_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,8 @@ class Live:
         # here, not in a lane: a lane ends whenever it has nothing to do.
         self.open_segments: dict[tuple[str, str], _OpenSegment] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Closed sessions' channels, dropped from this process's memory after a while.
+        self._timers: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -119,6 +125,8 @@ class Live:
     async def aclose(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for timer in self._timers:
+            timer.cancel()
         for lane in list(self._lanes.values()):
             lane.stop()
         await asyncio.gather(
@@ -301,33 +309,86 @@ class Live:
     ) -> None:
         """One final segment into one language, its events into the language's channel. A
         segment whose drafts were shown (`revisions`) gets no pieces: its `done` replaces the
-        last draft at once, rather than the text restarting from nothing."""
-        request = TranslationRequest(
-            text=work.text,
-            target_lang=lang,
-            source_lang=session.source_lang,
-            script_id=session.script_id,
-            key=work.key,
-            segment=True,
-            segment_index=work.index,
-            revisions=revisions or 0,
-        )
-        segment = LiveSegment(work.index, work.text)
-        try:
-            job = await self.translator.submit(request)
-        except AlreadyTranslated:
-            return  # another process translates it
-        except DragomanError as exc:
+        last draft at once, rather than the text restarting from nothing.
+
+        An upstream that breaks off after its first piece (failover happens only before it)
+        does not end the segment: it is translated again, whole, once, on another upstream
+        while there is one, and its listeners get that translation as a `revision` replacing
+        what they were shown, then its pieces. The failed record stays, out of the script's
+        order."""
+        # Announced once, with what follows it.
+        segment: list[LiveEvent] = [LiveSegment(work.index, work.text)]
+        avoid: frozenset[str] = frozenset()
+        for attempt in range(1 + _RETRIES):
+            request = TranslationRequest(
+                text=work.text,
+                target_lang=lang,
+                source_lang=session.source_lang,
+                script_id=session.script_id,
+                key=work.key,
+                segment=True,
+                segment_index=work.index,
+                revisions=revisions or 0,
+                avoid_upstreams=avoid,
+            )
+            try:
+                job = await self.translator.submit(request)
+            except AlreadyTranslated:
+                return  # another process translates it
+            except DragomanError as exc:
+                metrics.live_translated("failed")
+                await self.append(session.id, lang, [*segment, LiveError(exc, work.index)])
+                return
+            if segment:
+                await self.append(session.id, lang, segment)
+                segment = []
+            failed, pieces = await self._follow(job, session, lang, work, revisions, attempt)
+            if failed is None:
+                return
+            upstream = job.record.upstream
+            broke_off = pieces and failed.error.code in _BROKE_OFF
+            if broke_off and attempt < _RETRIES and failed.recorded:
+                log.warning(
+                    "live_segment_retried",
+                    session=session.id,
+                    lang=lang,
+                    index=work.index,
+                    upstream=upstream,
+                    error=failed.error.code,
+                )
+                await self.translator.scripts.release_segment(job.record.id)
+                avoid = avoid | {upstream} if upstream else avoid
+                continue
+            await self.append(session.id, lang, [LiveError(failed.error, work.index)])
             metrics.live_translated("failed")
-            await self.append(session.id, lang, [segment, LiveError(exc, work.index)])
             return
+
+    async def _follow(
+        self,
+        job: Job,
+        session: Session,
+        lang: str,
+        work: _Work,
+        revisions: int | None,
+        attempt: int,
+    ) -> tuple[Failed | None, int]:
+        """A job's events into the channel: its failure (None when it succeeded) and how many
+        pieces it gave. A retry's first piece goes out as a `revision`: it replaces what the
+        failed attempt showed."""
         self._registry.active.add(job)
+        text, pieces = "", 0
         try:
-            await self.append(session.id, lang, [segment])
             async with aclosing(job.events()) as events:
                 async for event in events:
                     if type(event) is Delta:
-                        if revisions is None:
+                        pieces += len(event.pieces)
+                        if revisions is not None:
+                            continue
+                        if attempt and not text:
+                            text = "".join(event.pieces)
+                            await self.append(session.id, lang, [Revision(work.index, text)])
+                        else:
+                            text += "".join(event.pieces)
                             await self.append(
                                 session.id, lang, [LiveDelta(work.index, event.pieces)]
                             )
@@ -336,11 +397,12 @@ class Live:
                         done = LiveDone(work.index, record.translation, record.id)
                         await self.append(session.id, lang, [done])
                         metrics.live_translated("succeeded")
+                        return None, pieces
                     elif type(event) is Failed:
-                        await self.append(session.id, lang, [LiveError(event.error, work.index)])
-                        metrics.live_translated("failed")
+                        return event, pieces
         finally:
             self._registry.active.discard(job)
+        return None, pieces
 
     async def draft_task(self, session: Session, lang: str, work: _Work) -> TranslationTask:
         """The prompt of an open segment's drafts: as its final translation's will be (the
@@ -382,6 +444,14 @@ class Live:
         for lang in sorted(langs):
             await self.append(session.id, lang, [Closed(reason)])
         log.info("live_session_closed", session=session.id, reason=reason)
+        timer = asyncio.create_task(self._forget_later(session.id))
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _forget_later(self, session_id: str) -> None:
+        # A closed session stays readable as long as Redis keeps its streams.
+        await asyncio.sleep(KEEP_S)
+        self.channels.forget(session_id)
 
     async def _sweep_idle(self) -> None:
         every = min(30.0, self.settings.live_idle_s / 4)

@@ -122,8 +122,9 @@ class OpenAIProvider:
             return await self._discover_model()
         try:
             await self._client.models.list(timeout=5.0)
-        except openai.APIStatusError:
-            return True  # it answers; some servers do not list models
+        except openai.APIStatusError as exc:
+            # It answers (some servers do not list models), unless to say it is unavailable.
+            return exc.status_code < 500
         except (openai.OpenAIError, httpx2.HTTPError):
             return False
         return True

@@ -1,11 +1,11 @@
-"""The tables: `translations` (one row per accepted request), `api_keys`, and the scripts'
-glossaries and subtitle cues."""
+"""The tables: `translations` (one row per accepted request), `runners` (the processes that
+write them), `api_keys`, and the scripts' glossaries and subtitle cues."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, PrimaryKeyConstraint, String, Text, func
+from sqlalchemy import JSON, Float, Index, Integer, PrimaryKeyConstraint, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -40,6 +40,13 @@ class TranslationRow(Base):
     glossary_misses: Mapped[list[str] | None] = mapped_column(JSON)
     # Live sessions: partial translations shown before this final one (null elsewhere).
     revisions: Mapped[int | None] = mapped_column(Integer)
+    # The upstream that answered (null when none did, and in records from before upstreams),
+    # and the attempts that failed before it: [{"upstream", "error": {"code", "message"}, "ms"}].
+    upstream: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Not public: the process that writes the record (`runners.py`), so that a record left
+    # `streaming` is finished as `interrupted` only once that process is gone.
+    runner: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_translations_created", "created_at", "id"),
@@ -100,6 +107,20 @@ class LiveSegmentRow(Base):
     created_at: Mapped[str] = mapped_column(String(32))
 
     __table_args__ = (PrimaryKeyConstraint("session_id", "segment_index"),)
+
+
+class RunnerRow(Base):
+    """A process that writes records, and when it was last seen (`runners.py`)."""
+
+    __tablename__ = "runners"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    # The pid's start time in clock ticks since boot ("" where unknown): a pid used again by
+    # another process after a crash is not taken for the runner.
+    started: Mapped[str] = mapped_column(String(32))
+    seen_at: Mapped[float] = mapped_column(Float)  # seconds since the epoch
 
 
 class ApiKeyRow(Base):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dragoman.records import runners
 from dragoman.records.models import TranslationRow
 
 
@@ -18,8 +19,10 @@ class Usage:
     completion_tokens: int
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def now_rfc3339(at: float | None = None) -> str:
+    """`at` (seconds since the epoch; now by default) as the records write times."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_id() -> str:
@@ -47,6 +50,12 @@ class Record:
     segment_index: int | None = None
     glossary_misses: list[str] | None = None
     revisions: int | None = None
+    # The upstream that answered, and the attempts that failed before it (each
+    # {"upstream", "error": {"code", "message"}, "ms"}).
+    upstream: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    # The process that writes it (not public): see `runners.py`.
+    runner: str = field(default_factory=runners.current_id)
 
     def row(self) -> dict[str, Any]:
         """The table row: every column of `TranslationRow`, by the attribute of the same name
@@ -66,12 +75,14 @@ class Record:
 _COLUMNS = tuple(column.name for column in TranslationRow.__table__.columns)
 _USAGE_COLUMNS = ("prompt_tokens", "completion_tokens")
 _ERROR_COLUMNS = ("error_code", "error_message")
+_PRIVATE_COLUMNS = ("runner",)
 _ATTRIBUTE_COLUMNS = tuple(name for name in _COLUMNS if name not in _USAGE_COLUMNS)
 
 
 def public_from_row(row: Any) -> dict[str, Any]:
     """The contract's record shape from a row mapping: the columns as they are, except the
-    error and usage columns, which become the `error` and `usage` objects."""
+    error and usage columns, which become the `error` and `usage` objects, and the private
+    `runner`."""
     public: dict[str, Any] = {}
     for name in _COLUMNS:
         if name == "error_code":
@@ -87,5 +98,6 @@ def public_from_row(row: Any) -> dict[str, Any]:
                 else {"prompt_tokens": prompt or 0, "completion_tokens": completion or 0}
             )
         elif name not in _ERROR_COLUMNS and name not in _USAGE_COLUMNS:
-            public[name] = row[name]
+            if name not in _PRIVATE_COLUMNS:
+                public[name] = row[name]
     return public

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -116,6 +116,17 @@ class ScriptStore:
                 continue
             record.segment_index = int(taken)
             return
+
+    async def release_segment(self, record_id: str) -> None:
+        """Take a failed segment's record out of its script's order (it stays a record of the
+        script): its index is free for the translation that replaces it."""
+        c = _records.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(_records)
+                .where(c.id == record_id, c.status != "succeeded")
+                .values(segment_index=None)
+            )
 
     async def context(
         self, script_id: str, target_lang: str, key_id: str | None, count: int
