@@ -15,6 +15,9 @@ from dragoman.providers.local import bundled_model_path
 from tests.conftest import ServerThread, free_port
 from tests.helpers import v1_events, wait_until_answers
 
+# What it checks does not depend on the database: CI's second pass leaves it out.
+pytestmark = pytest.mark.once
+
 
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:

@@ -20,6 +20,9 @@ from dragoman.providers.local import bundled_model_path
 from tests.conftest import ServerThread
 from tests.helpers import raw_events, raw_text, v1_events, v1_text, wait_for_record
 
+# What it checks does not depend on the database: CI's second pass leaves it out.
+pytestmark = pytest.mark.once
+
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 KANA_KANJI = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 LONG_TEXT = " ".join(f"The cat number {i} sat on the red mat near the window." for i in range(40))

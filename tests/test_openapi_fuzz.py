@@ -19,6 +19,9 @@ from schemathesis.specs.openapi.checks import ignored_auth, positive_data_accept
 from tests.fake_openai import FakeOpenAI
 from tests.processes import ServeProcess
 
+# What it checks does not depend on the database: CI's second pass leaves it out.
+pytestmark = pytest.mark.once
+
 EXAMPLES_PER_OPERATION = 25
 
 
