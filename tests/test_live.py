@@ -118,17 +118,6 @@ def _upstream_texts(fake: FakeOpenAI, marker: str) -> list[str]:
     return texts
 
 
-@pytest.fixture
-def server(make_server: Callable[..., ServerThread]) -> ServerThread:
-    return make_server()
-
-
-@pytest.fixture
-def client(server: ServerThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-
-
 def test_a_session_has_a_join_code_and_a_viewer_url(client: httpx.Client) -> None:
     session = _open(client, target_langs=["ko", "ja-JP"], title="Council", source_lang="en")
     assert CODE.match(session["join_code"]), session["join_code"]

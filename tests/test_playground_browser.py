@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,43 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import launched_browser
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
 
 # What it checks does not depend on the database: CI's second pass leaves it out.
 pytestmark = pytest.mark.once
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("DRAGOMAN_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"browser required but unavailable: {reason}")
-    pytest.skip(f"browser tests skipped: {reason}")
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        _unavailable("no chromium (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield launched
-        launched.close()
+    yield from launched_browser()
 
 
 def _open(

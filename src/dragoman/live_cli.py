@@ -146,7 +146,7 @@ def run_start(
                 answer = client.live_say(session["session_id"], text, final=final)
                 if final:
                     said += 1
-                    _note(f"segment {answer['segment_index']} → {', '.join(answer['languages'])}")
+                    _err(f"segment {answer['segment_index']} → {', '.join(answer['languages'])}")
         except DragomanClientError as exc:
             return _report(_failed(exc))
         except KeyboardInterrupt:
@@ -154,7 +154,7 @@ def run_start(
             _close(client, session["session_id"], keep_open)
             return EXIT_INTERRUPTED
         _close(client, session["session_id"], keep_open)
-        _note(f"{said} segments; the session is {'open' if keep_open else 'closed'}")
+        _err(f"{said} segments; the session is {'open' if keep_open else 'closed'}")
     return EXIT_OK
 
 
@@ -210,7 +210,7 @@ def _watch_event(
     sources: bool,
 ) -> None:
     if kind == "closed":
-        _note(f"the session has ended ({data['reason']})")
+        _err(f"the session has ended ({data['reason']})")
         return
     index: int | None = data.get("index")
     if index is None:
@@ -239,11 +239,6 @@ def _print_final(text: str, source: str | None, console: Console | None) -> None
         sys.stdout.write(f"# {source}\n")
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-def _note(message: str) -> None:
-    sys.stderr.write(f"dragoman: {message}\n")
-    sys.stderr.flush()
 
 
 def _report(failed: TranslationFailed) -> int:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -418,20 +418,11 @@ def run_history(
     limit: int,
     settings: Settings | None,
 ) -> int:
-    async def fetch() -> list[dict[str, Any]]:
-        async with backend(server, settings, api_key, provider=False) as where:
-            records: list[dict[str, Any]] = await where.history(script_id, limit)
-            return records
-
-    try:
-        records = asyncio.run(fetch())
-    except TranslationFailed as exc:
-        return exc.report()
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    records = _listing(server, settings, api_key, lambda where: where.history(script_id, limit))
+    if isinstance(records, int):
+        return records
     if as_json:
-        sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
-        return EXIT_OK
+        return _print_json(records)
     if not records:
         if script_id:
             print(f"No translations in script {script_id}.")
@@ -464,6 +455,31 @@ def run_history(
     return EXIT_OK
 
 
+def _listing(
+    server: str | None,
+    settings: Settings | None,
+    api_key: str | None,
+    read: Callable[[Backend], Awaitable[list[dict[str, Any]]]],
+) -> list[dict[str, Any]] | int:
+    """What `read` lists, from the server or the database; the exit status when it failed."""
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with backend(server, settings, api_key, provider=False) as where:
+            return await read(where)
+
+    try:
+        return asyncio.run(fetch())
+    except TranslationFailed as exc:
+        return exc.report()
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _print_json(items: list[dict[str, Any]]) -> int:
+    sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
+    return EXIT_OK
+
+
 def _when(stamp: str) -> str:
     """An RFC 3339 UTC stamp, short: `2025-06-01 12:00`."""
     return stamp.replace("T", " ")[:16]
@@ -477,20 +493,11 @@ def run_scripts(
     limit: int,
     settings: Settings | None,
 ) -> int:
-    async def fetch() -> list[dict[str, Any]]:
-        async with backend(server, settings, api_key, provider=False) as where:
-            scripts: list[dict[str, Any]] = await where.scripts(limit)
-            return scripts
-
-    try:
-        scripts = asyncio.run(fetch())
-    except TranslationFailed as exc:
-        return exc.report()
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    scripts = _listing(server, settings, api_key, lambda where: where.scripts(limit))
+    if isinstance(scripts, int):
+        return scripts
     if as_json:
-        sys.stdout.write(json.dumps(scripts, ensure_ascii=False, indent=2) + "\n")
-        return EXIT_OK
+        return _print_json(scripts)
     if not scripts:
         print("No scripts yet: translate with --script ID to start one.")
         return EXIT_OK

@@ -376,19 +376,19 @@ class Live:
         pieces it gave. A retry's first piece goes out as a `revision`: it replaces what the
         failed attempt showed."""
         self._registry.active.add(job)
-        text, pieces = "", 0
+        pieces = 0
         try:
             async with aclosing(job.events()) as events:
                 async for event in events:
                     if type(event) is Delta:
+                        first = pieces == 0
                         pieces += len(event.pieces)
                         if revisions is not None:
                             continue
-                        if attempt and not text:
+                        if attempt and first:
                             text = "".join(event.pieces)
                             await self.append(session.id, lang, [Revision(work.index, text)])
                         else:
-                            text += "".join(event.pieces)
                             await self.append(
                                 session.id, lang, [LiveDelta(work.index, event.pieces)]
                             )
