@@ -56,6 +56,9 @@ fi
 .venv/bin/pip install --quiet -c constraints.txt $target
 # The installed engine library must not carry instructions that some CPUs fault on.
 .venv/bin/python -m dragoman.engine.native_check
+# The embedded model with the vocabulary of the languages it translates, built from the shipped
+# model file (nothing downloaded) into the user's cache, and checked against it.
+.venv/bin/python -m dragoman.engine.vocabulary --check
 
 # `dragoman` is in .venv/bin: activating the environment puts it on the PATH of a terminal.
 cat >&2 <<'EOF'

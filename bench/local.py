@@ -18,6 +18,10 @@ after the other; each figure is the median of the rounds (ratios: the median of 
 ratios). So whatever else the machine does at some moment lands on every row alike, instead
 of on whichever ran then.
 
+With `--full-vocabulary` each `--parallel` setting is also served from the shipped model file
+as it is (`DRAGOMAN_LOCAL_VOCABULARY=full`), beside the default (the languages' vocabulary,
+`engine/vocabulary.py`), in the same rounds: what the smaller output layer does to speed.
+
 `--examples` is `DRAGOMAN_LOCAL_EXAMPLES` for both (default `similar`, the service's default:
 the two bank examples nearest to each sentence; `fixed`: the shared examples only).
 
@@ -39,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ import orjson
 
 from dragoman.engine.scheduler import max_new_tokens
 from dragoman.engine.units import base_model_units
-from dragoman.providers.local import bundled_model_path
+from dragoman.engine.vocabulary import bundled_model_path
 from tests.conftest import free_port
 from tests.helpers import wait_until_answers
 
@@ -66,6 +70,8 @@ class Run:
     seconds: float
     ttft_ms: list[float]
     per_request: list[float]  # each request's tokens / its wall time
+    # Each request's decoding alone: tokens after the first / time from the first to the last.
+    decoding: list[float] = field(default_factory=list)
 
     @property
     def aggregate(self) -> float:
@@ -141,7 +147,11 @@ def _rss_mb(pid: int) -> float:
 
 @contextmanager
 def serve(
-    threads: int, parallel: int, workers: int = 1, examples: str = "similar"
+    threads: int,
+    parallel: int,
+    workers: int = 1,
+    examples: str = "similar",
+    vocabulary: str = "languages",
 ) -> Iterator[tuple[str, int, int]]:
     """A running `dragoman serve`: its URL, its pid and its engine's pid."""
     port = free_port()
@@ -149,6 +159,7 @@ def serve(
         env = {**os.environ, "DRAGOMAN_PROVIDER": "local", "DRAGOMAN_LOCAL_THREADS": str(threads),
                "DRAGOMAN_LOCAL_PARALLEL": str(parallel), "DRAGOMAN_LOG_LEVEL": "warning",
                "DRAGOMAN_QUEUE_MAX": "256", "DRAGOMAN_LOCAL_EXAMPLES": examples,
+               "DRAGOMAN_LOCAL_VOCABULARY": vocabulary,
                "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/local.db"}  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "dragoman", "serve", "--port", str(port),
@@ -175,7 +186,7 @@ async def _concurrent(url: str, cases: list[tuple[str, str]], concurrency: int) 
             target, text = todo.pop(0)
             body = {"text": text, "source_lang": "en", "target_lang": target}
             started = time.perf_counter()
-            first = None
+            first = last = None
             tokens = 0
             async with http.stream("POST", "/v1/translations", json=body) as response:
                 event = ""
@@ -183,14 +194,17 @@ async def _concurrent(url: str, cases: list[tuple[str, str]], concurrency: int) 
                     if line.startswith("event: "):
                         event = line[7:]
                     elif line.startswith("data: "):
-                        if event == "delta" and first is None:
-                            first = time.perf_counter() - started
+                        if event == "delta":
+                            last = time.perf_counter() - started
+                            first = last if first is None else first
                         elif event == "done":
                             tokens = orjson.loads(line[6:])["usage"]["completion_tokens"]
             seconds = time.perf_counter() - started
             run.tokens += tokens
             run.ttft_ms.append((first or seconds) * 1000)
             run.per_request.append(tokens / seconds)
+            if first is not None and last is not None and last > first and tokens > 2:
+                run.decoding.append((tokens - 1) / (last - first))
 
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
@@ -214,8 +228,11 @@ def _mode(parallel: int) -> str:
     return "one at a time" if parallel == 1 else f"batch of {parallel}"
 
 
-def _label(parallel: int) -> str:
-    return f"dragoman, {_mode(parallel)}"
+FULL = ", full vocabulary"
+
+
+def _label(parallel: int, vocabulary: str = "languages") -> str:
+    return f"dragoman, {_mode(parallel)}" + (FULL if vocabulary == "full" else "")
 
 
 def _median_run(runs: list[Run]) -> tuple[float, float, float, float]:
@@ -244,6 +261,11 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=40)
     parser.add_argument("--examples", choices=("similar", "fixed"), default="similar")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--full-vocabulary",
+        action="store_true",
+        help="also serve the shipped model file as it is, for comparison",
+    )
     args = parser.parse_args()
     cases = _cases()[: args.sentences]
     similar = args.examples == "similar"
@@ -251,21 +273,25 @@ def main() -> None:
     rounds: list[dict[tuple[str, int], Run]] = []
     engine_mb: dict[int, float] = {}
     llm = load_direct(args.threads)
+    vocabularies = ["languages", "full"] if args.full_vocabulary else ["languages"]
     with ExitStack() as stack:
         servers = {
-            parallel: stack.enter_context(serve(args.threads, parallel, examples=args.examples))
+            (parallel, vocabulary): stack.enter_context(
+                serve(args.threads, parallel, examples=args.examples, vocabulary=vocabulary)
+            )
             for parallel in args.parallel
+            for vocabulary in vocabularies
         }
         for number in range(args.rounds):
             runs = {(DIRECT, 1): direct(llm, cases, similar)}
             for concurrency in args.concurrency:
-                for parallel, (url, _, _) in servers.items():
-                    runs[(_label(parallel), concurrency)] = asyncio.run(
+                for (parallel, vocabulary), (url, _, _) in servers.items():
+                    runs[(_label(parallel, vocabulary), concurrency)] = asyncio.run(
                         _concurrent(url, cases, concurrency)
                     )
             rounds.append(runs)
             print(f"round {number + 1} of {args.rounds} done", file=sys.stderr)
-        engine_mb = {parallel: _rss_mb(engine) for parallel, (_, _, engine) in servers.items()}
+        engine_mb = {key: _rss_mb(engine) for key, (_, _, engine) in servers.items()}
     llm.close()
     memory = {}
     for workers in (1, 2):
@@ -281,11 +307,14 @@ def main() -> None:
           f"{args.examples} examples, median of {args.rounds} rounds")  # fmt: skip
     print()
     print("| | concurrent requests | aggregate tokens/s | per request tokens/s (p50) "
-          "| TTFT p50 ms | TTFT p99 ms |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+          "| decoding tokens/s (p50) | TTFT p50 ms | TTFT p99 ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for label, concurrency in rounds[0]:
-        aggregate, per_request, p50, p99 = _median_run([r[(label, concurrency)] for r in rounds])
-        print(f"| {label} | {concurrency} | {aggregate:.1f} | {per_request:.1f} | "
+        runs = [r[(label, concurrency)] for r in rounds]
+        aggregate, per_request, p50, p99 = _median_run(runs)
+        decoding = [statistics.median(r.decoding) for r in runs if r.decoding]
+        decode = f"{statistics.median(decoding):.1f}" if decoding else "—"
+        print(f"| {label} | {concurrency} | {aggregate:.1f} | {per_request:.1f} | {decode} | "
               f"{p50:.0f} | {p99:.0f} |")  # fmt: skip
     print()
     best = max(args.parallel)
@@ -306,6 +335,23 @@ def main() -> None:
         (f"tokens/s @1: dragoman (batch of {best}) / llama-cpp-python",
          lambda r: r[(batched, 1)].aggregate / r[(DIRECT, 1)].aggregate),
     ]  # fmt: skip
+    if args.full_vocabulary:
+        for parallel in args.parallel:
+            for concurrency in (1, top):
+                new, old = _label(parallel), _label(parallel, "full")
+                ratios.append((
+                    f"per request tokens/s @{concurrency}, {_mode(parallel)}: languages' / full "
+                    "vocabulary",
+                    lambda r, n=new, o=old, c=concurrency: (
+                        per_request(r, (n, c)) / per_request(r, (o, c))),
+                ))  # fmt: skip
+                ratios.append((
+                    f"decoding tokens/s @{concurrency}, {_mode(parallel)}: languages' / full "
+                    "vocabulary",
+                    lambda r, n=new, o=old, c=concurrency: (
+                        statistics.median(r[(n, c)].decoding)
+                        / statistics.median(r[(o, c)].decoding)),
+                ))  # fmt: skip
     print("| ratio (median of the rounds' ratios) | value |")
     print("|---|---|")
     for name, measure in ratios:
@@ -315,8 +361,9 @@ def main() -> None:
     print()
     print("| memory | MB |")
     print("|---|---|")
-    for parallel, mb in engine_mb.items():
-        print(f"| engine process, {_mode(parallel)} (RSS after the run) | {mb:.0f} |")
+    for (parallel, vocabulary), mb in engine_mb.items():
+        label = _mode(parallel) + (FULL if vocabulary == "full" else "")
+        print(f"| engine process, {label} (RSS after the run) | {mb:.0f} |")
     for workers, (total, engine) in memory.items():
         print(f"| whole server, {workers} HTTP worker(s) (engine {engine:.0f}) | {total:.0f} |")
 

@@ -1,5 +1,6 @@
 """Outages of what dragoman leans on, during traffic: PostgreSQL stopped under a hundred streams
-and started again (Redis stopped and started under keys with limits: test_limits.py).
+and started again, Redis restarted empty under a live session (Redis stopped and started under
+keys with limits: test_limits.py).
 
 Each test starts servers of its own (a PostgreSQL it stops, a Redis it stops): CI's second pass,
 the suite on PostgreSQL, leaves them out."""
@@ -16,8 +17,8 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from tests.conftest import PostgresProcess, ServerThread
-from tests.helpers import run_sql
+from tests.conftest import PostgresProcess, RedisProcess, ServerThread
+from tests.helpers import run_sql, wait_until
 
 pytestmark = pytest.mark.once
 
@@ -151,3 +152,45 @@ async def test_a_postgresql_restart_between_requests_is_not_seen(
             assert outcome.status == 200 and outcome.done is not None, outcome
             record = (await client.get(f"/v1/translations/{outcome.record_id}")).json()
             assert record["status"] == "succeeded"
+
+
+def test_redis_restarted_empty_under_a_live_session(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """The speaker on one replica, a listener on another; Redis stops, a segment is said while
+    it is down, and it comes back without its data: the listener gets every segment, in order,
+    and the session goes on."""
+    from tests.test_live import Listener
+
+    redis = RedisProcess()
+    try:
+        speaker, audience = (make_server(redis_url=redis.url) for _ in range(2))
+        with httpx.Client(base_url=speaker.url, timeout=30) as client:
+            answer = client.post("/v1/live", json={"target_langs": ["ko"]})
+            assert answer.status_code == 201, answer.text
+            session = answer.json()
+            segments = f"/v1/live/{session['session_id']}/segments"
+            listener = Listener(audience.url, session["join_code"], "ko").start()
+            assert client.post(segments, json={"text": "before the outage"}).status_code == 202
+            listener.wait_done(1)
+
+            redis.stop()
+            assert client.post(segments, json={"text": "during the outage"}).status_code == 202
+
+            # Taken while Redis is down (the session's listeners counted in this process);
+            # its events wait for Redis, and nothing reaches the listener meanwhile.
+            assert len(listener.done()) == 1
+            redis = RedisProcess(redis.port)  # back, and empty
+            assert client.post(segments, json={"text": "after the outage"}).status_code == 202
+            listener.wait_done(3)
+            assert listener.done() == {
+                0: "T:before the outage",
+                1: "T:during the outage",
+                2: "T:after the outage",
+            }
+            ids = listener.ids()
+            assert ids == sorted(set(ids)), ids  # no id twice, none going back
+            client.post(f"/v1/live/{session['session_id']}/close")
+            assert wait_until(lambda: listener.ended.is_set(), 30)
+    finally:
+        redis.stop()

@@ -78,6 +78,7 @@ class TranslationRecord(TypedDict):
     segment_index: int | None
     glossary_misses: list[str] | None
     revisions: int | None
+    repetition: str | None
     # The upstream that answered (None when none did, or before upstreams were recorded) and
     # the attempts that failed before it: {"upstream", "error": {"code", "message"}, "ms"}.
     upstream: str | None

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # Added to the logit of the token that starts a glossary term missing from a segment's
     # translation (docs/scripts.md, "Glossary terms on the embedded model"); 0 turns it off.
     local_glossary_bias: float = Field(default=5.0, ge=0, le=100)
+    # `languages`: the shipped model with the vocabulary of the languages it translates, each
+    # translation choosing among its target's scripts (engine/vocabulary.py); `full`: the file
+    # as shipped (kept to measure the difference).
+    local_vocabulary: Literal["languages", "full"] = "languages"
+    # Catch a translation that repeats itself while it streams (engine/repetition.py).
+    local_loop_guard: bool = True
     # Set by `dragoman serve` for its workers: the socket of the engine it supervises.
     engine_socket: str | None = None
     # The same file for the server and every command, wherever they are run from.

@@ -503,6 +503,7 @@ class Job:
         record = self.record
         record.translation = "".join(progress.parts)
         record.usage = self._state.usage
+        record.repetition = self._state.repetition
         self._state.settle(record, error)
         record.first_token_ms = progress.first_token_ms
         record.total_ms = progress.ms()

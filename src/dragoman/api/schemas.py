@@ -163,6 +163,11 @@ class TranslationPublic(BaseModel):
         description="Live sessions: partial translations shown before this final one "
         "(`null` outside live sessions)."
     )
+    repetition: str | None = Field(
+        description="The embedded model's loop guard: `redecoded` when the translation began "
+        "to repeat itself and was decoded again from before the repetition, `cut` when it was "
+        "ended there; `null` otherwise (and on other upstreams)."
+    )
     upstream: str | None = Field(
         description="The upstream that answered (`null` when none did, and in records made "
         "before upstreams were recorded)."

@@ -95,7 +95,8 @@ class EngineClient:
         context: list[tuple[str, str]] | None = None,
         glossary: list[tuple[str, str]] | None = None,
     ) -> AsyncIterator[tuple[str, Any]]:
-        """("queued", position), ("piece", text), ("usage", (prompt, completion)) items.
+        """("queued", position), ("piece", text), ("usage", (prompt, completion, repetition))
+        items (`repetition`: what the loop guard did, or None).
 
         Raises EngineUnavailable, EngineFull, EngineLost or EngineFailed. Leaving early (the
         consumer closes it) stops the generation at the engine's next step.
@@ -123,7 +124,7 @@ class EngineClient:
                     yield "queued", message["q"]
                 elif "end" in message:
                     finished = True
-                    yield "usage", tuple(message["end"])
+                    yield "usage", (*message["end"], message.get("rep"))
                     return
                 elif "full" in message:
                     finished = True

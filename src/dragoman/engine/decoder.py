@@ -24,8 +24,22 @@ from typing import Any
 
 import numpy as np
 
+from dragoman.engine.llama_log import silence_llama_log
+from dragoman.engine.vocabulary import GROUPS_KEY, read_groups
+
 # Prefixes kept on the host for when they come back (each a few MB: 18 KB a token here).
 SAVED_PREFIXES = 16
+
+
+def _greedy(logits: Any, rows: tuple[tuple[int, int], ...] | None) -> int:
+    if rows is None:
+        return int(logits.argmax())
+    best, score = -1, -np.inf
+    for start, stop in rows:
+        i = start + int(logits[start:stop].argmax())
+        if logits[i] > score:
+            best, score = i, logits[i]
+    return best
 
 
 class DecodeError(Exception):
@@ -42,20 +56,11 @@ class Entry:
     logits: bool
     # Added to these tokens' logits before the greedy choice (glossary terms, `terms.py`).
     bias: dict[int, float] | None = None
-
-
-def _silence_llama_log() -> None:
-    """llama.cpp prints notices (such as `llama_kv_cache_iswa`) on standard error for every
-    context; the engine reports what matters in its own log instead."""
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-    def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        return None
-
-    # Kept alive on the module: llama.cpp holds the pointer.
-    globals()["_LOG_CALLBACK"] = _quiet
-    llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
+    # The token id ranges [start, stop) the choice is made in (the target language's
+    # scripts, `vocabulary.py`); None: the whole vocabulary.
+    rows: tuple[tuple[int, int], ...] | None = None
+    # A token that may not be chosen (the start of a loop decoded again, `repetition.py`).
+    ban: int | None = None
 
 
 class Decoder:
@@ -72,7 +77,7 @@ class Decoder:
         import llama_cpp as ll
 
         self._ll = ll
-        _silence_llama_log()
+        silence_llama_log()
         ll.llama_backend_init()
         model_params = ll.llama_model_default_params()
         self.model = ll.llama_model_load_from_file(model_path.encode(), model_params)
@@ -114,6 +119,8 @@ class Decoder:
         self._piece_buf = ctypes.create_string_buffer(256)
         self.bos = int(ll.llama_vocab_bos(self.vocab))
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        # A model file with its vocabulary in script groups (`vocabulary.py`), or None.
+        self.groups = read_groups(self.metadata(GROUPS_KEY))
 
     # Text and tokens
 
@@ -258,16 +265,23 @@ class Decoder:
             if e.logits:
                 pointer = self._ll.llama_get_logits_ith(self.ctx, i)
                 logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
-                best = int(logits.argmax())
+                if e.ban is not None:
+                    logits = logits.copy()  # the buffer is llama.cpp's own
+                    logits[e.ban] = -np.inf
+                best = _greedy(logits, e.rows)
                 steered = best
                 if e.bias:
                     # A copy: the logits buffer is llama.cpp's own.
                     biased = logits.copy()
                     tokens = np.fromiter(e.bias.keys(), dtype=np.int64)
                     biased[tokens] += np.fromiter(e.bias.values(), dtype=biased.dtype)
-                    steered = int(biased.argmax())
+                    steered = _greedy(biased, e.rows)
                 out.append((steered, best))
         return out
+
+    def forget_from(self, seq: int, pos: int) -> None:
+        """Take a sequence's cells from `pos` on out of the cache (a step back)."""
+        self._ll.llama_memory_seq_rm(self.mem, seq, pos, -1)
 
     def close(self) -> None:
         ll = self._ll

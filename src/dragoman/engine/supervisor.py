@@ -68,6 +68,10 @@ def engine_command(settings: Settings, socket_path: str) -> list[str]:
     ]
     if settings.model_path:
         command += ["--model-path", settings.model_path]
+    if settings.local_vocabulary == "full":
+        command.append("--full-vocabulary")
+    if not settings.local_loop_guard:
+        command.append("--no-loop-guard")
     return command
 
 

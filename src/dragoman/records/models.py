@@ -40,6 +40,9 @@ class TranslationRow(Base):
     glossary_misses: Mapped[list[str] | None] = mapped_column(JSON)
     # Live sessions: partial translations shown before this final one (null elsewhere).
     revisions: Mapped[int | None] = mapped_column(Integer)
+    # The embedded model's loop guard: "redecoded" (a repetition was caught and decoded
+    # again), "cut" (the translation was ended before a repetition), null otherwise.
+    repetition: Mapped[str | None] = mapped_column(String(16))
     # The upstream that answered (null when none did, and in records from before upstreams),
     # and the attempts that failed before it: [{"upstream", "error": {"code", "message"}, "ms"}].
     upstream: Mapped[str | None] = mapped_column(String(64))

@@ -50,6 +50,7 @@ class Record:
     segment_index: int | None = None
     glossary_misses: list[str] | None = None
     revisions: int | None = None
+    repetition: str | None = None
     # The upstream that answered, and the attempts that failed before it (each
     # {"upstream", "error": {"code", "message"}, "ms"}).
     upstream: str | None = None

@@ -1,7 +1,7 @@
 """Live sessions and their segments; partial translations counted on records.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-04
 """
 
