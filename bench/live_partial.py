@@ -10,7 +10,8 @@ are wrong (the recogniser's guess, corrected by the next), then the final text. 
 guesses go to `POST /v1/live/{id}/segments` (`"final": false`) and its finals without it; a
 listener reads the session. Each setting runs on a server of its own (the same upstream):
 words masked (`DRAGOMAN_LIVE_MASK_WORDS`: 0, 2, 4) and shown text kept until the final or not
-(`DRAGOMAN_LIVE_KEEP_PREFIX`).
+(`DRAGOMAN_LIVE_KEEP_PREFIX`), with drafts counted only as far as they agree with the one
+before (`DRAGOMAN_LIVE_AGREEMENT`, `--agreement on`, the default), without (`off`) or both.
 
 Upstreams: the fake OpenAI-compatible server echoing the text ("T:" and its words, one piece
 every `--delay` seconds: deterministic, at a model's pace), and with `--embedded` the embedded
@@ -260,13 +261,23 @@ def main() -> None:
     parser.add_argument("--embedded", action="store_true", help="the embedded model too")
     parser.add_argument("--only-embedded", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--agreement", choices=("on", "off", "both"), default="on",
+        help="DRAGOMAN_LIVE_AGREEMENT of the settings run",
+    )  # fmt: skip
     args = parser.parse_args()
     with LECTURE.open(encoding="utf-8") as f:
         texts = [row["en"] for row in csv.DictReader(f, delimiter="\t")][: args.segments]
     rng = random.Random(args.seed)
     segments = [speech(text, args.wpm, rng) for text in texts]
-    settings = [(mask, keep) for mask in map(int, args.masks.split(",")) for keep in (True, False)]
-    results: dict[str, list[tuple[int, bool, dict[str, Any]]]] = {}
+    agreements = {"on": [True], "off": [False], "both": [True, False]}[args.agreement]
+    settings = [
+        (mask, keep, agree)
+        for agree in agreements
+        for mask in map(int, args.masks.split(","))
+        for keep in (True, False)
+    ]
+    results: dict[str, list[tuple[int, bool, bool, dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGOMAN_")}
         # No script context: each final is translated as the sentence alone would be, so that
@@ -289,14 +300,15 @@ def main() -> None:
                 upstreams.append(("embedded model", {"DRAGOMAN_PROVIDER": "local"}, None))
             for name, upstream_env, port in upstreams:
                 results[name] = []
-                for mask, keep in settings:
+                for mask, keep, agree in settings:
                     env = {**base_env, **upstream_env,
-                           "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/{mask}{keep}{port}.db",
+                           "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/{mask}{keep}{agree}{port}.db",
                            "DRAGOMAN_LIVE_MASK_WORDS": str(mask),
-                           "DRAGOMAN_LIVE_KEEP_PREFIX": "true" if keep else "false"}  # fmt: skip
+                           "DRAGOMAN_LIVE_KEEP_PREFIX": "true" if keep else "false",
+                           "DRAGOMAN_LIVE_AGREEMENT": "true" if agree else "false"}  # fmt: skip
                     row = run_setting(env, segments, args, port)
-                    results[name].append((mask, keep, row))
-                    print(name, mask, keep, json.dumps(row), file=sys.stderr, flush=True)
+                    results[name].append((mask, keep, agree, row))
+                    print(name, mask, keep, agree, json.dumps(row), file=sys.stderr, flush=True)
         finally:
             for proc in procs:
                 proc.terminate()
@@ -304,7 +316,7 @@ def main() -> None:
     report(results, args)
 
 
-def report(results: dict[str, list[tuple[int, bool, dict[str, Any]]]], args: Any) -> None:
+def report(results: dict[str, list[tuple[int, bool, bool, dict[str, Any]]]], args: Any) -> None:
     print(
         f"{args.segments} segments of the lecture into {args.lang}, {args.wpm:.0f} words a "
         f"minute, a guess every 200-300 ms (last word wrong 25%, last two 10%), "
@@ -314,14 +326,15 @@ def report(results: dict[str, list[tuple[int, bool, dict[str, Any]]]], args: Any
         print()
         print(f"**{name}**")
         print()
-        print("| mask (words) | keep shown text | erasure | word lag p50 s | p95 s | final lag "
-              "p50 s | p95 s | translations per segment | drafts shown per segment | chrF "
-              "of finals vs alone |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for mask, keep, r in rows:
+        print("| agreement | mask (words) | keep shown text | erasure | word lag p50 s | p95 s "
+              "| final lag p50 s | p95 s | translations per segment | drafts shown per segment "
+              "| chrF of finals vs alone |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for mask, keep, agree, r in rows:
             per = "—" if r["per_segment"] is None else f"{r['per_segment']:.1f}"
             cells = [
-                str(mask), "yes" if keep else "no", f"{r['erasure']:.3f}", f"{r['lag_p50']:.2f}",
+                "yes" if agree else "no", str(mask), "yes" if keep else "no", f"{r['erasure']:.3f}",
+                f"{r['lag_p50']:.2f}",
                 f"{r['lag_p95']:.2f}", f"{r['final_lag_p50']:.2f}", f"{r['final_lag_p95']:.2f}",
                 per, f"{r['revisions']:.1f}", f"{r['chrf']:.1f}",
             ]  # fmt: skip

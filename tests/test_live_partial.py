@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dragoman.live.stabilise import erased, masked, next_shown
+from dragoman.live.stabilise import agreed, erased, masked, next_shown
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import wait_until
@@ -50,9 +50,24 @@ def test_masking_and_keeping_the_prefix() -> None:
     assert erased("the city council", "the city hall") == len("council")
 
 
+def test_agreement_keeps_what_two_drafts_share() -> None:
+    assert agreed("the city council met", "the city council meets today", "en") == (
+        "the city council"
+    )
+    assert agreed("", "the city", "en") == ""
+    assert agreed("le  conseil a", "le  conseil municipal", "fr") == "le  conseil"
+    assert agreed("市議会が開かれた", "市議会が開く", "ja") == "市議会が開"
+    # With agreement, a draft counts as far as it agrees with the one before, then is masked.
+    assert next_shown("", "the city council meets today", "en", 1, True,
+                      previous="the city council met") == "the city"  # fmt: skip
+    assert next_shown("", "a town board", "en", 0, True, previous="the city council") is None
+
+
 @pytest.fixture
 def server(make_server: Callable[..., ServerThread]) -> ServerThread:
-    return make_server(live_mask_words=1, live_retranslate_ms=0, live_keep_prefix=True)
+    return make_server(
+        live_mask_words=1, live_retranslate_ms=0, live_keep_prefix=True, live_agreement=False
+    )
 
 
 def test_guesses_are_shown_without_their_last_word_then_the_final_replaces_them(
@@ -125,6 +140,25 @@ def test_only_the_newest_guess_is_drafted_when_one_is_running(
         assert "one two three four" in sent[1] and "the final text" in sent[2]
 
 
+def test_with_agreement_a_draft_shows_what_it_shares_with_the_one_before(
+    make_server: Callable[..., ServerThread], fake: FakeOpenAI
+) -> None:
+    server = make_server(live_mask_words=0, live_retranslate_ms=0, live_agreement=True)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        session = _open(client, target_langs=["fr"])
+        listener = Listener(server.url, session["join_code"], "fr").start()
+        marker = f"a{session['join_code'][:5]}"
+        _guess(client, session, f"{marker} the city council met")
+        wait_until(lambda: len(_upstream_texts(fake, marker)) == 1)
+        _guess(client, session, f"{marker} the city council meets today")
+        wait_until(lambda: len(_revisions(listener)) >= 1)
+        # The first draft had nothing to agree with; the second shows what both said.
+        assert _revisions(listener) == [f"T:{marker} the city council"]
+        _say(client, session, f"{marker} the city council meets today.")
+        listener.wait_done(1)
+        assert listener.done() == {0: f"T:{marker} the city council meets today."}
+
+
 def test_partials_for_a_closed_session_are_refused(server: ServerThread) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         session = _open(client)
@@ -154,7 +188,8 @@ def test_a_listener_joining_mid_segment_gets_its_current_text_at_once(
 def test_listeners_on_another_replica_see_the_drafts(
     make_server: Callable[..., ServerThread], redis_url: str
 ) -> None:
-    settings = {"live_mask_words": 1, "live_retranslate_ms": 0, "redis_url": redis_url}
+    settings = {"live_mask_words": 1, "live_retranslate_ms": 0, "live_agreement": False,
+                "redis_url": redis_url}  # fmt: skip
     one, two = make_server(**settings), make_server(**settings)
     with httpx.Client(base_url=one.url, timeout=30) as client:
         session = _open(client, target_langs=["ko"])

@@ -125,11 +125,14 @@ class Settings(BaseSettings):
     live_catch_up: int = Field(default=3, ge=0, le=100)
     # Partial text (`live/stabilise.py`): words of an unfinished translation hidden from
     # listeners, the least time between two drafts of one segment in one language, and
-    # whether shown text waits for the final rather than being taken back (defaults chosen by
+    # whether shown text waits for the final rather than being taken back, and whether a draft
+    # counts only as far as it agrees with the one before it (defaults chosen by
     # bench.live_partial: docs/benchmarks.md, "Partial text").
     live_mask_words: int = Field(default=3, ge=0, le=20)
     live_retranslate_ms: int = Field(default=300, ge=0, le=60_000)
     live_keep_prefix: bool = True
+    # Only what a draft has in common with the one before it is shown (local agreement).
+    live_agreement: bool = True
     # Events a listener may fall behind by before its stream ends (`listener_too_slow`).
     live_listener_buffer: int = Field(default=2000, ge=10)
     # Where listeners reach this service (`https://translate.example.org`), for the QR codes

@@ -203,12 +203,18 @@ def _remove(path: str) -> None:
 
 def _model_file(args: argparse.Namespace) -> Path:
     """The file to load: the one named, or the shipped model with the languages' vocabulary
-    (built into the cache at its first use when install.sh did not build it)."""
+    (built into the cache at its first use when install.sh did not build it; the shipped file
+    as it is when that cannot be written)."""
     if args.model_path:
         return Path(args.model_path)
+    shipped = bundled_model_path()
     if args.full_vocabulary:
-        return bundled_model_path()
-    return languages_model(bundled_model_path())
+        return shipped
+    try:
+        return languages_model(shipped)
+    except Exception as exc:  # an unwritable cache, a full disk: the shipped file still runs
+        log.warning("engine_vocabulary_build_failed", error=type(exc).__name__, detail=str(exc))
+        return shipped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,11 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ctx = 1024 * args.parallel + 2048
     configure_logging(args.log_level)
     _exit_when_orphaned()
-    try:
-        path = _model_file(args)
-    except Exception as exc:
-        log.error("engine_vocabulary_build_failed", error=type(exc).__name__, detail=str(exc))
-        return EXIT_LOAD_FAILED
+    path = _model_file(args)
     try:
         decoder = Decoder(str(path), threads=args.threads, parallel=args.parallel, n_ctx=args.ctx)
     except Exception as exc:

@@ -561,8 +561,16 @@ class _Lane:
         except DragomanError as exc:
             log.info("live_draft_failed", session=self.session.id, error=exc.code)
             return
+        previous, opened.previous = opened.previous, draft
+        if settings.live_agreement and previous is None:
+            return  # a first draft is only compared with the next
         shown = next_shown(
-            opened.shown, draft, self.lang, settings.live_mask_words, settings.live_keep_prefix
+            opened.shown,
+            draft,
+            self.lang,
+            settings.live_mask_words,
+            settings.live_keep_prefix,
+            previous if settings.live_agreement else None,
         )
         if shown is None or not await live.still_open(self.session.id, work.index):
             return
@@ -582,6 +590,7 @@ class _OpenSegment:
     shown: str = ""
     revisions: int = 0
     last_draft: float = -1e9  # when its last draft started (loop time)
+    previous: str | None = None  # the last draft's translation (`DRAGOMAN_LIVE_AGREEMENT`)
 
 
 def public(session: Session, *, viewer_base: str = "") -> dict[str, Any]:

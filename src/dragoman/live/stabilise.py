@@ -6,7 +6,11 @@ time per language, always of the newest guess). What is shown of a draft drops i
 Arivazhagan et al., 2020); in languages written without spaces a word counts as two
 characters. With `keep_prefix`, what was shown is never taken back before the final
 translation: a draft that does not begin with it is not shown (the text waits for the next
-draft that agrees, or for the final); without it, a draft replaces what was shown.
+draft that agrees, or for the final); without it, a draft replaces what was shown. With
+`agreement`, only what a draft has in common with the one before it (from their start, word by
+word) counts as the draft (local agreement, as in Macháček et al., 2023, for streaming speech
+recognition): a word that two consecutive drafts translated alike is more likely to be in the
+final translation, which is made alone and replaces what was shown.
 
 All of this is text in, text out: no I/O.
 """
@@ -40,8 +44,36 @@ def masked(translation: str, lang: str, mask: int) -> str:
     return translation[:end]
 
 
-def next_shown(shown: str, draft: str, lang: str, mask: int, keep_prefix: bool) -> str | None:
-    """What to show after a new draft of the open segment, or None to leave it as it is."""
+def agreed(previous: str, draft: str, lang: str) -> str:
+    """The start of `draft` that `previous` has too: whole words, or characters in languages
+    written without spaces."""
+    if base_language(lang) in UNSPACED:
+        common = 0
+        for a, b in zip(previous, draft, strict=False):
+            if a != b:
+                break
+            common += 1
+        return draft[:common].rstrip()
+    end = 0
+    for a, b in zip(previous.split(), draft.split(), strict=False):
+        if a != b:
+            break
+        end = draft.index(b, end) + len(b)
+    return draft[:end]
+
+
+def next_shown(
+    shown: str,
+    draft: str,
+    lang: str,
+    mask: int,
+    keep_prefix: bool,
+    previous: str | None = None,
+) -> str | None:
+    """What to show after a new draft of the open segment, or None to leave it as it is.
+    `previous`: the draft before it, with agreement on (None for the first, or off)."""
+    if previous is not None:
+        draft = agreed(previous, draft, lang)
     candidate = masked(draft, lang, mask)
     if candidate == shown or not candidate:
         return None
