@@ -16,8 +16,10 @@ sentences of
 
 Reports per language and set: outputs with a runaway loop (a piece of 2 to 40 characters with a
 letter, three or more times in a row, where the source has no word group three times in a
-row), what the guard did (records' `repetition`: decoded again, cut) and outputs that differ.
-Speed is `bench.local`'s.
+row), what the guard did (records' `repetition`: decoded again, cut: at the guard, or at the
+token limit) and outputs that differ (with several clients at once, most differences come from
+how the sequences share the engine's batches, not from either change). Speed is
+`bench.local`'s.
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 for i, text in enumerate(sentences):
                     outputs = {name: got[name][i]["translation"] for name in setups}
+                    outputs |= {f"{name}_repetition": got[name][i].get("repetition")
+                                for name in setups}  # fmt: skip
                     dump.append({"lang": lang, "set": set_name, "text": text, **outputs})
         finally:
             for proc, _ in servers.values():
