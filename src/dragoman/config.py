@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     # whether shown text waits for the final rather than being taken back, and whether a draft
     # counts only as far as it agrees with the one before it (defaults chosen by
     # bench.live_partial: docs/benchmarks.md, "Partial text").
-    live_mask_words: int = Field(default=3, ge=0, le=20)
+    live_mask_words: int = Field(default=4, ge=0, le=20)
     live_retranslate_ms: int = Field(default=300, ge=0, le=60_000)
     live_keep_prefix: bool = True
     # Only what a draft has in common with the one before it is shown (local agreement).
