@@ -48,12 +48,7 @@ def agreed(previous: str, draft: str, lang: str) -> str:
     """The start of `draft` that `previous` has too: whole words, or characters in languages
     written without spaces."""
     if base_language(lang) in UNSPACED:
-        common = 0
-        for a, b in zip(previous, draft, strict=False):
-            if a != b:
-                break
-            common += 1
-        return draft[:common].rstrip()
+        return draft[: _common_length(previous, draft)].rstrip()
     end = 0
     for a, b in zip(previous.split(), draft.split(), strict=False):
         if a != b:
@@ -86,9 +81,14 @@ def next_shown(
 
 def erased(before: str, after: str) -> int:
     """Characters of `before` taken back when `after` replaces it."""
+    return len(before) - _common_length(before, after)
+
+
+def _common_length(a: str, b: str) -> int:
+    """How many characters `a` and `b` share from their start."""
     common = 0
-    for a, b in zip(before, after, strict=False):
-        if a != b:
+    for x, y in zip(a, b, strict=False):
+        if x != y:
             break
         common += 1
-    return len(before) - common
+    return common
