@@ -9,9 +9,10 @@ a guess of the utterance so far every 200 to 300 ms in which now and then the la
 are wrong (the recogniser's guess, corrected by the next), then the final text. The speaker's
 guesses go to `POST /v1/live/{id}/segments` (`"final": false`) and its finals without it; a
 listener reads the session. Each setting runs on a server of its own (the same upstream):
-words masked (`DRAGOMAN_LIVE_MASK_WORDS`: 0, 2, 4) and shown text kept until the final or not
-(`DRAGOMAN_LIVE_KEEP_PREFIX`), with drafts counted only as far as they agree with the one
-before (`DRAGOMAN_LIVE_AGREEMENT`, `--agreement on`, the default), without (`off`) or both.
+words masked (`DRAGOMAN_LIVE_MASK_WORDS`, `--masks`: 0, 2, 3, 4) and shown text kept until the
+final or not (`DRAGOMAN_LIVE_KEEP_PREFIX`), with drafts shown only as far as the last few agree
+(`--agreement`: how many, `DRAGOMAN_LIVE_AGREEMENT_DRAFTS`, 5 by default; 0 for
+`DRAGOMAN_LIVE_AGREEMENT=false`; a list runs each).
 
 Upstreams: the fake OpenAI-compatible server echoing the text ("T:" and its words, one piece
 every `--delay` seconds: deterministic, at a model's pace), and with `--embedded` the embedded
@@ -256,28 +257,28 @@ def main() -> None:
     parser.add_argument("--wpm", type=float, default=150)
     parser.add_argument("--delay", type=float, default=0.02, help="the fake's seconds per piece")
     parser.add_argument("--lang", default="fr")
-    parser.add_argument("--masks", default="0,2,4")
+    parser.add_argument("--masks", default="0,2,3,4")
     parser.add_argument("--retranslate-ms", type=int, default=300)
     parser.add_argument("--embedded", action="store_true", help="the embedded model too")
     parser.add_argument("--only-embedded", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--agreement", choices=("on", "off", "both"), default="on",
-        help="DRAGOMAN_LIVE_AGREEMENT of the settings run",
+        "--agreement", default="5",
+        help="drafts that must agree (DRAGOMAN_LIVE_AGREEMENT_DRAFTS), 0 for none; a list: each",
     )  # fmt: skip
     args = parser.parse_args()
     with LECTURE.open(encoding="utf-8") as f:
         texts = [row["en"] for row in csv.DictReader(f, delimiter="\t")][: args.segments]
     rng = random.Random(args.seed)
     segments = [speech(text, args.wpm, rng) for text in texts]
-    agreements = {"on": [True], "off": [False], "both": [True, False]}[args.agreement]
+    agreements = [int(n) for n in args.agreement.split(",")]
     settings = [
         (mask, keep, agree)
         for agree in agreements
         for mask in map(int, args.masks.split(","))
         for keep in (True, False)
     ]
-    results: dict[str, list[tuple[int, bool, bool, dict[str, Any]]]] = {}
+    results: dict[str, list[tuple[int, bool, int, dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGOMAN_")}
         # No script context: each final is translated as the sentence alone would be, so that
@@ -305,7 +306,8 @@ def main() -> None:
                            "DRAGOMAN_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/{mask}{keep}{agree}{port}.db",
                            "DRAGOMAN_LIVE_MASK_WORDS": str(mask),
                            "DRAGOMAN_LIVE_KEEP_PREFIX": "true" if keep else "false",
-                           "DRAGOMAN_LIVE_AGREEMENT": "true" if agree else "false"}  # fmt: skip
+                           "DRAGOMAN_LIVE_AGREEMENT": "true" if agree > 1 else "false",
+                           "DRAGOMAN_LIVE_AGREEMENT_DRAFTS": str(max(agree, 2))}  # fmt: skip
                     row = run_setting(env, segments, args, port)
                     results[name].append((mask, keep, agree, row))
                     print(name, mask, keep, agree, json.dumps(row), file=sys.stderr, flush=True)
@@ -316,7 +318,7 @@ def main() -> None:
     report(results, args)
 
 
-def report(results: dict[str, list[tuple[int, bool, bool, dict[str, Any]]]], args: Any) -> None:
+def report(results: dict[str, list[tuple[int, bool, int, dict[str, Any]]]], args: Any) -> None:
     print(
         f"{args.segments} segments of the lecture into {args.lang}, {args.wpm:.0f} words a "
         f"minute, a guess every 200-300 ms (last word wrong 25%, last two 10%), "
@@ -326,15 +328,15 @@ def report(results: dict[str, list[tuple[int, bool, bool, dict[str, Any]]]], arg
         print()
         print(f"**{name}**")
         print()
-        print("| agreement | mask (words) | keep shown text | erasure | word lag p50 s | p95 s "
-              "| final lag p50 s | p95 s | translations per segment | drafts shown per segment "
-              "| chrF of finals vs alone |")  # fmt: skip
+        print("| drafts agreeing | mask (words) | keep shown text | erasure | word lag p50 s "
+              "| p95 s | final lag p50 s | p95 s | translations per segment "
+              "| drafts shown per segment | chrF of finals vs alone |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for mask, keep, agree, r in rows:
             per = "—" if r["per_segment"] is None else f"{r['per_segment']:.1f}"
             cells = [
-                "yes" if agree else "no", str(mask), "yes" if keep else "no", f"{r['erasure']:.3f}",
-                f"{r['lag_p50']:.2f}",
+                str(agree) if agree > 1 else "off", str(mask), "yes" if keep else "no",
+                f"{r['erasure']:.3f}", f"{r['lag_p50']:.2f}",
                 f"{r['lag_p95']:.2f}", f"{r['final_lag_p50']:.2f}", f"{r['final_lag_p95']:.2f}",
                 per, f"{r['revisions']:.1f}", f"{r['chrf']:.1f}",
             ]  # fmt: skip

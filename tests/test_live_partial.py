@@ -50,17 +50,23 @@ def test_masking_and_keeping_the_prefix() -> None:
     assert erased("the city council", "the city hall") == len("council")
 
 
-def test_agreement_keeps_what_two_drafts_share() -> None:
+def test_agreement_keeps_what_the_drafts_share() -> None:
     assert agreed("the city council met", "the city council meets today", "en") == (
         "the city council"
     )
     assert agreed("", "the city", "en") == ""
     assert agreed("le  conseil a", "le  conseil municipal", "fr") == "le  conseil"
     assert agreed("市議会が開かれた", "市議会が開く", "ja") == "市議会が開"
-    # With agreement, a draft counts as far as it agrees with the one before, then is masked.
+    # With agreement, the draft without its masked words counts as far as the drafts before
+    # it agree with it, every one of them.
     assert next_shown("", "the city council meets today", "en", 1, True,
-                      previous="the city council met") == "the city"  # fmt: skip
-    assert next_shown("", "a town board", "en", 0, True, previous="the city council") is None
+                      ["the city council met"]) == "the city council"  # fmt: skip
+    assert next_shown("", "the city council meets today", "en", 3, True,
+                      ["the city council met"]) == "the city"  # fmt: skip
+    assert next_shown("", "the city council meets today", "en", 0, True,
+                      ["the city", "the city council met"]) == "the city"  # fmt: skip
+    assert next_shown("", "a town board", "en", 0, True, ["the city council"]) is None
+    assert next_shown("the", "the town board", "en", 0, True, ["a town", "the town"]) is None
 
 
 @pytest.fixture
@@ -140,20 +146,25 @@ def test_only_the_newest_guess_is_drafted_when_one_is_running(
         assert "one two three four" in sent[1] and "the final text" in sent[2]
 
 
-def test_with_agreement_a_draft_shows_what_it_shares_with_the_one_before(
+def test_with_agreement_a_draft_shows_what_it_shares_with_the_ones_before(
     make_server: Callable[..., ServerThread], fake: FakeOpenAI
 ) -> None:
-    server = make_server(live_mask_words=0, live_retranslate_ms=0, live_agreement=True)
+    server = make_server(
+        live_mask_words=0, live_retranslate_ms=0, live_agreement=True, live_agreement_drafts=3
+    )
     with httpx.Client(base_url=server.url, timeout=30) as client:
         session = _open(client, target_langs=["fr"])
         listener = Listener(server.url, session["join_code"], "fr").start()
         marker = f"a{session['join_code'][:5]}"
-        _guess(client, session, f"{marker} the city council met")
-        wait_until(lambda: len(_upstream_texts(fake, marker)) == 1)
-        _guess(client, session, f"{marker} the city council meets today")
+        guesses = ["the city council met", "the city council meets today", "the city hall meets"]
+        for i, guess in enumerate(guesses[:2]):
+            _guess(client, session, f"{marker} {guess}")
+            wait_until(lambda i=i: len(_upstream_texts(fake, marker)) == i + 1)
+        _guess(client, session, f"{marker} {guesses[2]}")
         wait_until(lambda: len(_revisions(listener)) >= 1)
-        # The first draft had nothing to agree with; the second shows what both said.
-        assert _revisions(listener) == [f"T:{marker} the city council"]
+        # Two drafts showed nothing (their common text would be shown and kept); the third
+        # shows what all three said.
+        assert _revisions(listener) == [f"T:{marker} the city"]
         _say(client, session, f"{marker} the city council meets today.")
         listener.wait_done(1)
         assert listener.done() == {0: f"T:{marker} the city council meets today."}

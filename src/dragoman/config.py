@@ -126,13 +126,15 @@ class Settings(BaseSettings):
     # Partial text (`live/stabilise.py`): words of an unfinished translation hidden from
     # listeners, the least time between two drafts of one segment in one language, and
     # whether shown text waits for the final rather than being taken back, and whether a draft
-    # counts only as far as it agrees with the one before it (defaults chosen by
-    # bench.live_partial: docs/benchmarks.md, "Partial text").
-    live_mask_words: int = Field(default=4, ge=0, le=20)
+    # counts only as far as the drafts before it agree with it, and how many drafts must
+    # agree (defaults chosen by bench.live_partial: docs/benchmarks.md, "Partial text").
+    live_mask_words: int = Field(default=3, ge=0, le=20)
     live_retranslate_ms: int = Field(default=300, ge=0, le=60_000)
     live_keep_prefix: bool = True
-    # Only what a draft has in common with the one before it is shown (local agreement).
+    # Only what the last `live_agreement_drafts` drafts have in common is shown (local
+    # agreement); each one more costs the time of a draft before a word is shown.
     live_agreement: bool = True
+    live_agreement_drafts: int = Field(default=5, ge=2, le=20)
     # Events a listener may fall behind by before its stream ends (`listener_too_slow`).
     live_listener_buffer: int = Field(default=2000, ge=10)
     # Where listeners reach this service (`https://translate.example.org`), for the QR codes

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import uuid
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -561,17 +561,19 @@ class _Lane:
         except DragomanError as exc:
             log.info("live_draft_failed", session=self.session.id, error=exc.code)
             return
-        previous, opened.previous = opened.previous, draft
-        if settings.live_agreement and previous is None:
-            return  # a first draft is only compared with the next
+        # With agreement, the draft is shown as far as the ones before it agree with it; until
+        # there are enough of them, nothing is (a segment's first words are the least stable).
+        earlier = list(opened.drafts)
+        need = settings.live_agreement_drafts - 1 if settings.live_agreement else 0
+        if need:
+            opened.drafts.append(draft)
+            del opened.drafts[:-need]
+            if len(earlier) < need:
+                return
         shown = next_shown(
-            opened.shown,
-            draft,
-            self.lang,
-            settings.live_mask_words,
-            settings.live_keep_prefix,
-            previous if settings.live_agreement else None,
-        )
+            opened.shown, draft, self.lang, settings.live_mask_words, settings.live_keep_prefix,
+            earlier,
+        )  # fmt: skip
         if shown is None or not await live.still_open(self.session.id, work.index):
             return
         opened.shown = shown
@@ -590,7 +592,8 @@ class _OpenSegment:
     shown: str = ""
     revisions: int = 0
     last_draft: float = -1e9  # when its last draft started (loop time)
-    previous: str | None = None  # the last draft's translation (`DRAGOMAN_LIVE_AGREEMENT`)
+    # The last drafts' translations, oldest first (`DRAGOMAN_LIVE_AGREEMENT_DRAFTS` - 1).
+    drafts: list[str] = field(default_factory=list)
 
 
 def public(session: Session, *, viewer_base: str = "") -> dict[str, Any]:

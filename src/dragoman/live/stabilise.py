@@ -4,18 +4,22 @@ Each guess of the recogniser is translated again whole (`Live` runs at most one 
 time per language, always of the newest guess). What is shown of a draft drops its last
 `mask` words, which are the ones most likely to change with the next guess (mask-k, as in
 Arivazhagan et al., 2020); in languages written without spaces a word counts as two
-characters. With `keep_prefix`, what was shown is never taken back before the final
-translation: a draft that does not begin with it is not shown (the text waits for the next
-draft that agrees, or for the final); without it, a draft replaces what was shown. With
-`agreement`, only what a draft has in common with the one before it (from their start, word by
-word) counts as the draft (local agreement, as in Macháček et al., 2023, for streaming speech
-recognition): a word that two consecutive drafts translated alike is more likely to be in the
-final translation, which is made alone and replaces what was shown.
+characters. With agreement, it is further cut to what the drafts before it (the last few of
+the segment) have in common with it, word by word from their start (local agreement, as in
+Macháček et al., 2023, for streaming speech recognition): a word that several consecutive
+drafts translated alike is likely to be in the final translation, which is made alone and
+replaces what was shown. A text whose words a model keeps changing is held back, while a text
+that every draft repeats (an echo, a stable model) costs only the time of those drafts. With
+`keep_prefix`, what was shown is never taken back before the final translation: a draft that
+does not begin with it is not shown (the text waits for the next draft that agrees, or for the
+final); without it, a draft replaces what was shown.
 
 All of this is text in, text out: no I/O.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from dragoman.languages import base_language
 
@@ -63,13 +67,13 @@ def next_shown(
     lang: str,
     mask: int,
     keep_prefix: bool,
-    previous: str | None = None,
+    earlier: Sequence[str] = (),
 ) -> str | None:
     """What to show after a new draft of the open segment, or None to leave it as it is.
-    `previous`: the draft before it, with agreement on (None for the first, or off)."""
-    if previous is not None:
-        draft = agreed(previous, draft, lang)
+    `earlier`: the drafts before it that it must agree with (none without agreement)."""
     candidate = masked(draft, lang, mask)
+    for before in earlier:
+        candidate = agreed(before, candidate, lang)
     if candidate == shown or not candidate:
         return None
     if candidate.startswith(shown):
