@@ -79,6 +79,21 @@ _LATE = (
 )
 
 
+def _wal(cur: Any) -> None:
+    """Switch a SQLite file to WAL. On a fresh file that other processes are opening at the
+    same moment the switch can fail at once ("database is locked") instead of waiting on the
+    busy timeout; it is tried again for up to the same 30 s (only at a connection's start)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, wrapped by the adapter
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -91,8 +106,8 @@ def make_engine(url: str) -> AsyncEngine:
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # WAL: readers never block the writer; busy_timeout: wait for a lock, don't fail.
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
