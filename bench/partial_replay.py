@@ -10,7 +10,7 @@ same speech (`bench.live_partial.speech`, same seed) once, through a real server
 upstream, and records how long each took; then, for every setting, it replays the lane of one
 language (one draft at a time, of the newest guess, at most every `--retranslate-ms`, each
 lasting what its translation took, times `--pace`), decides what listeners are shown with the
-service's own `next_shown`, and measures it as `bench.live_partial` does (erasure, word lag,
+service's own `shown_after`, and measures it as `bench.live_partial` does (erasure, word lag,
 final lag, drafts shown). With the fake upstream its figures match the real run's within a few
 hundredths of a second; with a model, every setting sees the same drafts, so the settings
 differ by what they show and not by what the model happened to say.
@@ -37,7 +37,7 @@ import httpx
 
 from bench.live_partial import LECTURE, Seen, Segment, _pct, measure, speech
 from bench.procs import start
-from dragoman.live.stabilise import next_shown
+from dragoman.live.stabilise import shown_after
 from tests.conftest import free_port
 
 Translated = dict[str, tuple[str, float]]  # text -> (translation, seconds it took)
@@ -114,14 +114,10 @@ def lane(segment: Segment, translated: Translated, show: Show, pace: float, ever
 
 
 def setting(lang: str, agree: int, mask: int, keep: bool) -> Show:
-    """The service's choice (`live/service.py`, `_Lane._draft`) for one setting."""
-    need = agree - 1 if agree > 1 else 0
+    """The service's choice (`live/stabilise.shown_after`, as `_Lane._draft` calls it)."""
 
     def show(shown: str, drafts: list[str]) -> str | None:
-        if len(drafts) <= need:
-            return None
-        earlier = drafts[len(drafts) - 1 - need : -1] if need else []
-        return next_shown(shown, drafts[-1], lang, mask, keep, earlier)
+        return shown_after(shown, drafts, lang, mask, keep, agree)
 
     return show
 

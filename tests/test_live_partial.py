@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dragoman.live.stabilise import agreed, erased, masked, next_shown
+from dragoman.live.stabilise import agreed, erased, masked, next_shown, shown_after
 from tests.conftest import ServerThread
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import wait_until
@@ -67,6 +67,19 @@ def test_agreement_keeps_what_the_drafts_share() -> None:
                       ["the city", "the city council met"]) == "the city"  # fmt: skip
     assert next_shown("", "a town board", "en", 0, True, ["the city council"]) is None
     assert next_shown("the", "the town board", "en", 0, True, ["a town", "the town"]) is None
+
+
+def test_agreement_waits_for_enough_drafts_and_looks_only_at_the_last_ones() -> None:
+    drafts = ["a town board", "the city council met", "the city council meets today"]
+    # Three must agree: nothing is shown before the third draft.
+    assert shown_after("", drafts[:2], "en", 0, True, 3) is None
+    # The third is compared with the two before it: the first shares no word with it.
+    assert shown_after("", drafts, "en", 0, True, 3) is None
+    # Two must agree: the oldest no longer counts.
+    assert shown_after("", drafts, "en", 0, True, 2) == "the city council"
+    # Without agreement (1 or 0) the newest alone decides, from the first draft on.
+    assert shown_after("", drafts[:1], "en", 1, True, 1) == "a town"
+    assert shown_after("", drafts, "en", 1, True, 0) == "the city council meets"
 
 
 @pytest.fixture

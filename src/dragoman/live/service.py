@@ -57,7 +57,7 @@ from dragoman.live.fanout import Hub
 from dragoman.live.guard import CodeGuard
 from dragoman.live.listener import LiveListener
 from dragoman.live.presence import Presence
-from dragoman.live.stabilise import next_shown
+from dragoman.live.stabilise import shown_after
 from dragoman.live.store import Session, SessionStore
 from dragoman.prompts import TranslationTask
 from dragoman.redis_clients import RedisClients
@@ -561,18 +561,13 @@ class _Lane:
         except DragomanError as exc:
             log.info("live_draft_failed", session=self.session.id, error=exc.code)
             return
-        # With agreement, the draft is shown as far as the ones before it agree with it; until
-        # there are enough of them, nothing is (a segment's first words are the least stable).
-        earlier = list(opened.drafts)
-        need = settings.live_agreement_drafts - 1 if settings.live_agreement else 0
-        if need:
-            opened.drafts.append(draft)
-            del opened.drafts[:-need]
-            if len(earlier) < need:
-                return
-        shown = next_shown(
-            opened.shown, draft, self.lang, settings.live_mask_words, settings.live_keep_prefix,
-            earlier,
+        # Only the last drafts matter: as many as must agree (`DRAGOMAN_LIVE_AGREEMENT_DRAFTS`).
+        agreement = settings.live_agreement_drafts if settings.live_agreement else 1
+        opened.drafts.append(draft)
+        del opened.drafts[: -max(agreement, 1)]
+        shown = shown_after(
+            opened.shown, opened.drafts, self.lang, settings.live_mask_words,
+            settings.live_keep_prefix, agreement,
         )  # fmt: skip
         if shown is None or not await live.still_open(self.session.id, work.index):
             return
@@ -592,7 +587,7 @@ class _OpenSegment:
     shown: str = ""
     revisions: int = 0
     last_draft: float = -1e9  # when its last draft started (loop time)
-    # The last drafts' translations, oldest first (`DRAGOMAN_LIVE_AGREEMENT_DRAFTS` - 1).
+    # The last drafts' translations, oldest first, the newest included (as many as must agree).
     drafts: list[str] = field(default_factory=list)
 
 

@@ -83,6 +83,25 @@ def next_shown(
     return candidate
 
 
+def shown_after(
+    shown: str,
+    drafts: Sequence[str],
+    lang: str,
+    mask: int,
+    keep_prefix: bool,
+    agreement: int,
+) -> str | None:
+    """What to show after the newest of the open segment's `drafts` (oldest first), or None to
+    leave it as it is. With agreement over `agreement` drafts (1 or less: none), the newest
+    must agree with the ones just before it, and until the segment has that many drafts
+    nothing is shown: a segment's first words are the least stable."""
+    need = max(agreement - 1, 0)
+    if len(drafts) <= need:
+        return None
+    earlier = drafts[len(drafts) - 1 - need : -1]
+    return next_shown(shown, drafts[-1], lang, mask, keep_prefix, earlier)
+
+
 def erased(before: str, after: str) -> int:
     """Characters of `before` taken back when `after` replaces it."""
     return len(before) - _common_length(before, after)
