@@ -4,6 +4,8 @@ processes against a real server; and the Python client's live methods."""
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
 import threading
@@ -104,7 +106,49 @@ def test_a_piped_recogniser_with_partial_text(make_server: Callable[..., ServerT
     assert speaker.returncode == 0, speaker_err
     out, err = watcher.communicate(timeout=60)
     assert out.splitlines() == ["T:The council met today."], err
-    assert "1 segments" in speaker_err
+    assert "1 segment; the session is closed" in speaker_err
+
+
+def test_a_watcher_on_a_terminal_rewrites_the_open_line_then_keeps_the_final(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(live_mask_words=0, live_retranslate_ms=0, live_agreement=False)
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAGOMAN_")}
+    with Client(server.url) as client:
+        session = client.live_start(["ko"])
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "dragoman", "live", "watch", session["join_code"], "--lang",
+             "ko", "--server", server.url],
+            env={**env, "TERM": "xterm", "COLUMNS": "80"}, stdout=follower,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(follower)
+        screen = bytearray()
+
+        def read() -> str:
+            while select.select([leader], [], [], 0.05)[0]:
+                try:
+                    screen.extend(os.read(leader, 4096))
+                except OSError:  # the watcher has gone
+                    break
+            return screen.decode(errors="replace")
+
+        try:
+            assert wait_until(lambda: client.live_info(session["join_code"])["listeners"])
+            client.live_say(session["session_id"], "the council", final=False)
+            assert wait_until(lambda: "T:the council" in read())
+            client.live_say(session["session_id"], "The council met today.")
+            assert wait_until(lambda: "T:The council met today." in read())
+            client.live_close(session["session_id"])
+            assert watcher.wait(30) == 0
+            out = read()
+        finally:
+            watcher.kill()
+            os.close(leader)
+    # The guess's line became the final; it is not drawn again below it.
+    after = out.split("T:The council met today.", 1)[1]
+    assert "T:the council" not in after, repr(out)
 
 
 def test_the_client_speaks_and_listens(server: ServerThread) -> None:

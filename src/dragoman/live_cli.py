@@ -154,7 +154,8 @@ def run_start(
             _close(client, session["session_id"], keep_open)
             return EXIT_INTERRUPTED
         _close(client, session["session_id"], keep_open)
-        _err(f"{said} segments; the session is {'open' if keep_open else 'closed'}")
+        segments = "1 segment" if said == 1 else f"{said} segments"
+        _err(f"{segments}; the session is {'open' if keep_open else 'closed'}")
     return EXIT_OK
 
 
@@ -189,11 +190,17 @@ def run_watch(
             if terminal:
                 with Live(Text(""), console=console, auto_refresh=False) as live:
                     for event in client.live_events(code, lang):
-                        _watch_event(event.kind, event.data, shown, said, console, sources)
+                        final = _watch_event(event.kind, event.data, shown, said, sources)
+                        # The open lines first: a final printed while the live display still
+                        # holds its segment's last revision would draw that line once more.
                         live.update(Text("\n".join(shown.values())), refresh=True)
+                        if final is not None:
+                            _print_final(*final, console)
             else:
                 for event in client.live_events(code, lang):
-                    _watch_event(event.kind, event.data, shown, said, None, sources)
+                    final = _watch_event(event.kind, event.data, shown, said, sources)
+                    if final is not None:
+                        _print_final(*final, None)
         except DragomanClientError as exc:
             return _report(_failed(exc))
         except KeyboardInterrupt:
@@ -206,15 +213,16 @@ def _watch_event(
     data: dict[str, Any],
     shown: dict[int, str],
     said: dict[int, str],
-    console: Console | None,
     sources: bool,
-) -> None:
+) -> tuple[str, str | None] | None:
+    """Takes one event into what the open segments read; a finished segment's (translation,
+    source if asked for) is given back to be printed."""
     if kind == "closed":
         _err(f"the session has ended ({data['reason']})")
-        return
+        return None
     index: int | None = data.get("index")
     if index is None:
-        return
+        return None
     if kind == "segment":
         said[index] = data["text"]
         shown.setdefault(index, "")
@@ -226,7 +234,8 @@ def _watch_event(
         text = data["translation"] if kind == "done" else f"[{data['error']['message']}]"
         shown.pop(index, None)
         source = said.pop(index, None)
-        _print_final(text, source if sources else None, console)
+        return text, source if sources else None
+    return None
 
 
 def _print_final(text: str, source: str | None, console: Console | None) -> None:
