@@ -14,6 +14,7 @@ one line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -187,20 +188,18 @@ def run_watch(
     said: dict[int, str] = {}
     with _client(server, api_key) as client:
         try:
-            if terminal:
-                with Live(Text(""), console=console, auto_refresh=False) as live:
-                    for event in client.live_events(code, lang):
-                        final = _watch_event(event.kind, event.data, shown, said, sources)
-                        # The open lines first: a final printed while the live display still
-                        # holds its segment's last revision would draw that line once more.
-                        live.update(Text("\n".join(shown.values())), refresh=True)
-                        if final is not None:
-                            _print_final(*final, console)
-            else:
+            # On a terminal the open segments' lines are rewritten in place; piped, only the
+            # finals are printed.
+            display = Live(Text(""), console=console, auto_refresh=False) if terminal else None
+            with display if display is not None else contextlib.nullcontext():
                 for event in client.live_events(code, lang):
                     final = _watch_event(event.kind, event.data, shown, said, sources)
+                    # The open lines first: a final printed while the live display still holds
+                    # its segment's last revision would draw that line once more.
+                    if display is not None:
+                        display.update(Text("\n".join(shown.values())), refresh=True)
                     if final is not None:
-                        _print_final(*final, None)
+                        _print_final(*final, console if display is not None else None)
         except DragomanClientError as exc:
             return _report(_failed(exc))
         except KeyboardInterrupt:

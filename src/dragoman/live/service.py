@@ -564,7 +564,7 @@ class _Lane:
         # Only the last drafts matter: as many as must agree (`DRAGOMAN_LIVE_AGREEMENT_DRAFTS`).
         agreement = settings.live_agreement_drafts if settings.live_agreement else 1
         opened.drafts.append(draft)
-        del opened.drafts[: -max(agreement, 1)]
+        del opened.drafts[:-agreement]
         shown = shown_after(
             opened.shown, opened.drafts, self.lang, settings.live_mask_words,
             settings.live_keep_prefix, agreement,
